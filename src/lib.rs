@@ -1,0 +1,10 @@
+//! arsyncfs: a FUSE passthrough filesystem whose data path runs on io_uring.
+//!
+//! - [`reactor`]: the I/O engine, a compio runtime on io_uring with a bounded buffer pool. Knows
+//!   nothing about FUSE.
+//! - [`sys`]: the only module with `unsafe`: io_uring operations compio lacks.
+#![deny(unsafe_code)]
+
+pub mod fs;
+pub mod reactor;
+pub mod sys;

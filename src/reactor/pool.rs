@@ -1,0 +1,329 @@
+//! A bounded pool of reusable, aligned I/O buffers.
+//!
+//! Buffers are plain `Vec<u8>`s. O_DIRECT needs the memory handed to the kernel to be aligned to the
+//! backing device's logical block size, so every buffer is allocated with `ALIGN` bytes of slack and
+//! carries `pad`, the offset of the first aligned byte; the data window is `vec[pad..pad + capacity]`,
+//! which compio reaches through `IoBuf::slice`. The vector is zero-initialised once when allocated (the
+//! allocator maps fresh zero pages, so untouched pages cost no memory) and its length never changes, so
+//! the kernel only ever writes into initialised memory and no `unsafe` length juggling is needed.
+//! `len` says how many bytes of the window are valid; nothing past it is ever exposed, so the bytes of
+//! an earlier use of the buffer can never leak into a later answer.
+//!
+//! The pool grows lazily up to `max_buffers` and never beyond: when every buffer is in use, a caller
+//! either gets `None` (`try_take`, used by the reactor thread, which must never block) or waits
+//! (`take_blocking`, used by threads that copy write data in). That wait is the backpressure that keeps
+//! memory bounded under any load.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Alignment of every buffer's data window. 4 KiB covers the logical block size of every common device.
+pub const ALIGN: usize = 4096;
+
+/// One pool buffer: a `Vec<u8>` whose data window starts at an `ALIGN`-aligned address.
+#[derive(Debug)]
+pub struct PoolBuf {
+    vec: Vec<u8>,
+    pad: usize,
+    capacity: usize,
+    len: usize,
+}
+
+impl PoolBuf {
+    fn new(capacity: usize) -> Self {
+        let vec = vec![0u8; capacity + ALIGN];
+        let misalignment = vec.as_ptr() as usize % ALIGN;
+        let pad = if misalignment == 0 {
+            0
+        } else {
+            ALIGN - misalignment
+        };
+        PoolBuf {
+            vec,
+            pad,
+            capacity,
+            len: 0,
+        }
+    }
+
+    /// Bytes the data window can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The valid bytes of the data window.
+    pub fn data(&self) -> &[u8] {
+        &self.vec[self.pad..self.pad + self.len]
+    }
+
+    /// Marks the data window empty.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Replaces the data window's contents with `data`. Panics if `data` exceeds the capacity: callers
+    /// check request sizes against the pool's buffer size before they take a buffer.
+    pub fn fill_from(&mut self, data: &[u8]) {
+        assert!(data.len() <= self.capacity, "data larger than the pool buffer");
+        self.vec[self.pad..self.pad + data.len()].copy_from_slice(data);
+        self.len = data.len();
+    }
+
+    /// Lends the vector to an io_uring operation; the absolute byte range `window(a, b)` of the data
+    /// window is `vec[pad + a..pad + b]`. Get it back with [`PoolBuf::restore`].
+    pub(crate) fn lend(self) -> (Vec<u8>, BufShape) {
+        let shape = BufShape {
+            pad: self.pad,
+            capacity: self.capacity,
+        };
+        (self.vec, shape)
+    }
+
+    /// Rebuilds the buffer from the vector an operation handed back, with `len` valid bytes.
+    pub(crate) fn restore(vec: Vec<u8>, shape: BufShape, len: usize) -> Self {
+        debug_assert!(len <= shape.capacity && vec.len() >= shape.pad + shape.capacity);
+        PoolBuf {
+            vec,
+            pad: shape.pad,
+            capacity: shape.capacity,
+            len,
+        }
+    }
+
+    /// Whether the data window is aligned (it always is: the vector never reallocates).
+    pub fn is_aligned(&self) -> bool {
+        (self.vec.as_ptr() as usize + self.pad).is_multiple_of(ALIGN)
+    }
+}
+
+/// Where a lent vector's data window lies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BufShape {
+    pub pad: usize,
+    pub capacity: usize,
+}
+
+impl BufShape {
+    /// The vector range of data-window bytes `start..end`.
+    pub fn window(&self, start: usize, end: usize) -> std::ops::Range<usize> {
+        debug_assert!(start <= end && end <= self.capacity);
+        self.pad + start..self.pad + end
+    }
+}
+
+/// Counters of a pool, as seen at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Buffers allocated so far (never more than the configured maximum).
+    pub total: usize,
+    /// Buffers handed out and not yet returned.
+    pub in_use: usize,
+    /// The largest `in_use` ever seen.
+    pub high_water: usize,
+    /// Times a taker found the pool empty and had to wait (or was told to).
+    pub waits: u64,
+    /// Times a previously used buffer was handed out again.
+    pub reuses: u64,
+    /// Buffers handed out over the pool's life.
+    pub taken: u64,
+    /// Buffers returned over the pool's life.
+    pub returned: u64,
+}
+
+/// Error of [`BufferPool::take_blocking`] once the pool has been closed for shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolClosed;
+
+struct PoolState {
+    free: Vec<PoolBuf>,
+    stats: PoolStats,
+    closed: bool,
+}
+
+/// A bounded pool of aligned buffers, shared between the reactor and the threads that feed it.
+pub struct BufferPool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+    buffer_size: usize,
+    max_buffers: usize,
+}
+
+impl BufferPool {
+    /// A pool of at most `max_buffers` buffers of `buffer_size` bytes each, allocated on first use.
+    pub fn new(max_buffers: usize, buffer_size: usize) -> Self {
+        assert!(max_buffers > 0 && buffer_size > 0);
+        BufferPool {
+            state: Mutex::new(PoolState {
+                free: Vec::with_capacity(max_buffers),
+                stats: PoolStats::default(),
+                closed: false,
+            }),
+            returned: Condvar::new(),
+            buffer_size,
+            max_buffers,
+        }
+    }
+
+    /// Size of each buffer's data window.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    /// The most buffers this pool will ever hold.
+    pub fn max_buffers(&self) -> usize {
+        self.max_buffers
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A panic while holding this lock leaves only counters behind; keep going with them.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_locked(&self, state: &mut PoolState) -> Option<PoolBuf> {
+        let buf = if let Some(buf) = state.free.pop() {
+            state.stats.reuses += 1;
+            buf
+        } else if state.stats.total < self.max_buffers {
+            state.stats.total += 1;
+            PoolBuf::new(self.buffer_size)
+        } else {
+            return None;
+        };
+        state.stats.in_use += 1;
+        state.stats.taken += 1;
+        state.stats.high_water = state.stats.high_water.max(state.stats.in_use);
+        Some(buf)
+    }
+
+    /// A buffer if one is free or may still be allocated; `None` (counted as a wait) otherwise.
+    pub fn try_take(&self) -> Option<PoolBuf> {
+        let mut state = self.lock();
+        let buf = self.take_locked(&mut state);
+        if buf.is_none() {
+            state.stats.waits += 1;
+        }
+        buf
+    }
+
+    /// A buffer, waiting for one to be returned if all are in use. Fails once the pool is closed.
+    pub fn take_blocking(&self) -> Result<PoolBuf, PoolClosed> {
+        let mut state = self.lock();
+        let mut counted = false;
+        loop {
+            if state.closed {
+                return Err(PoolClosed);
+            }
+            if let Some(buf) = self.take_locked(&mut state) {
+                return Ok(buf);
+            }
+            if !counted {
+                state.stats.waits += 1;
+                counted = true;
+            }
+            state = self.returned.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Returns a buffer. Its contents are cleared so that no later user can see them.
+    pub fn put(&self, mut buf: PoolBuf) {
+        debug_assert_eq!(buf.capacity(), self.buffer_size);
+        buf.clear();
+        let mut state = self.lock();
+        debug_assert!(state.stats.in_use > 0, "a buffer returned twice");
+        state.stats.in_use -= 1;
+        state.stats.returned += 1;
+        state.free.push(buf);
+        drop(state);
+        self.returned.notify_one();
+    }
+
+    /// Makes every current and future `take_blocking` fail; buffers may still be returned.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.returned.notify_all();
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> PoolStats {
+        self.lock().stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn buffers_are_aligned_and_lazily_allocated() {
+        let pool = BufferPool::new(4, 8192);
+        assert_eq!(pool.stats().total, 0);
+        let bufs: Vec<_> = (0..4).map(|_| pool.try_take().unwrap()).collect();
+        for b in &bufs {
+            assert!(b.is_aligned());
+            assert_eq!(b.capacity(), 8192);
+            assert!(b.data().is_empty());
+        }
+        let s = pool.stats();
+        assert_eq!((s.total, s.in_use, s.high_water, s.waits), (4, 4, 4, 0));
+        assert!(pool.try_take().is_none());
+        assert_eq!(pool.stats().waits, 1);
+        for b in bufs {
+            pool.put(b);
+        }
+        let s = pool.stats();
+        assert_eq!((s.in_use, s.taken, s.returned), (0, 4, 4));
+    }
+
+    #[test]
+    fn reuse_is_counted_and_contents_are_cleared() {
+        let pool = BufferPool::new(1, 64);
+        let mut b = pool.try_take().unwrap();
+        b.fill_from(b"secret");
+        assert_eq!(b.data(), b"secret");
+        pool.put(b);
+        let b = pool.try_take().unwrap();
+        assert!(b.data().is_empty(), "stale bytes visible after reuse");
+        assert!(b.is_aligned());
+        assert_eq!(pool.stats().reuses, 1);
+        pool.put(b);
+    }
+
+    #[test]
+    #[should_panic(expected = "larger than the pool buffer")]
+    fn fill_beyond_capacity_is_refused() {
+        let pool = BufferPool::new(1, 4);
+        let mut b = pool.try_take().unwrap();
+        b.fill_from(b"12345");
+    }
+
+    #[test]
+    fn take_blocking_waits_for_a_return() {
+        let pool = Arc::new(BufferPool::new(1, 16));
+        let held = pool.try_take().unwrap();
+        let p2 = pool.clone();
+        let waiter = std::thread::spawn(move || {
+            let b = p2.take_blocking().unwrap();
+            p2.put(b);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        pool.put(held);
+        waiter.join().unwrap();
+        let s = pool.stats();
+        assert_eq!((s.total, s.in_use, s.waits), (1, 0, 1));
+    }
+
+    #[test]
+    fn close_releases_waiters() {
+        let pool = Arc::new(BufferPool::new(1, 16));
+        let held = pool.try_take().unwrap();
+        let p2 = pool.clone();
+        let waiter = std::thread::spawn(move || p2.take_blocking());
+        std::thread::sleep(Duration::from_millis(20));
+        pool.close();
+        assert_eq!(waiter.join().unwrap().unwrap_err(), PoolClosed);
+        pool.put(held);
+        assert_eq!(pool.stats().in_use, 0);
+    }
+}

@@ -1,0 +1,150 @@
+//! Serving one request on io_uring.
+//!
+//! Each function here owns its buffer for the whole operation, hands it to compio by value, gets it back
+//! in the operation's result (on errors too), answers the request, and then returns the buffer so the
+//! reactor can put it back in the pool: a buffer goes back only after its completion arrived.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
+use compio::driver::op::{CloseFile, ReadAt, Sync, WriteAt};
+use compio::runtime::submit;
+
+use super::pool::PoolBuf;
+use super::request::{BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request};
+use crate::sys::uring::Fallocate;
+
+/// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
+pub(crate) async fn serve<C: Completions>(req: Request<C>, buf: Option<PoolBuf>) -> Option<PoolBuf> {
+    match req {
+        Request::Read {
+            file,
+            offset,
+            len,
+            done,
+        } => {
+            let buf = buf.expect("the reactor hands every read a buffer");
+            Some(read::<C>(file, offset, len, buf, done).await)
+        }
+        Request::Write {
+            file,
+            offset,
+            buf,
+            done,
+        } => Some(write::<C>(file, offset, buf, done).await),
+        Request::Sync {
+            file,
+            datasync,
+            done,
+        } => {
+            let BufResult(res, _) = submit(Sync::new(file, datasync)).await;
+            done.complete(res.map(drop));
+            None
+        }
+        Request::Fallocate {
+            file,
+            mode,
+            offset,
+            len,
+            done,
+        } => {
+            let BufResult(res, _) = submit(Fallocate::new(file, mode, offset, len)).await;
+            done.complete(res.map(drop));
+            None
+        }
+        Request::Close { file, done } => {
+            close::<C>(file, done).await;
+            None
+        }
+    }
+}
+
+fn is_retryable(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN))
+}
+
+/// Reads up to `len` bytes. A short read is continued until `len` bytes or end of file, because FUSE
+/// takes a short reply for end of file; an error after some bytes arrived ends the read with those bytes.
+async fn read<C: Completions>(
+    file: BackingFile,
+    offset: u64,
+    len: usize,
+    buf: PoolBuf,
+    done: PendingRead<C>,
+) -> PoolBuf {
+    if len > buf.capacity() {
+        done.complete(Err(io::Error::from_raw_os_error(libc::EINVAL)));
+        return buf;
+    }
+    let (mut vec, shape) = buf.lend();
+    let mut filled = 0;
+    let mut error = None;
+    while filled < len {
+        let window = vec.slice(shape.window(filled, len));
+        let BufResult(res, op) =
+            submit(ReadAt::new(file.clone(), offset + filled as u64, window)).await;
+        vec = op.into_inner().into_inner();
+        match res {
+            Ok(0) => break,
+            Ok(n) => filled += n.min(len - filled),
+            Err(e) if is_retryable(&e) => continue,
+            Err(e) => {
+                if filled == 0 {
+                    error = Some(e);
+                }
+                break;
+            }
+        }
+    }
+    // Only the `filled` bytes the kernel reported are valid; nothing beyond them is ever answered.
+    let buf = PoolBuf::restore(vec, shape, filled);
+    match error {
+        Some(e) => done.complete(Err(e)),
+        None => done.complete(Ok(buf.data())),
+    }
+    buf
+}
+
+/// Writes all of `buf`'s data, continuing short writes, or answers the first error.
+async fn write<C: Completions>(
+    file: BackingFile,
+    offset: u64,
+    buf: PoolBuf,
+    done: PendingWrite<C>,
+) -> PoolBuf {
+    let total = buf.data().len();
+    let (mut vec, shape) = buf.lend();
+    let mut written = 0;
+    let result = loop {
+        if written == total {
+            break Ok(total);
+        }
+        let window = vec.slice(shape.window(written, total));
+        let BufResult(res, op) =
+            submit(WriteAt::new(file.clone(), offset + written as u64, window)).await;
+        vec = op.into_inner().into_inner();
+        match res {
+            Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => written += n.min(total - written),
+            Err(e) if is_retryable(&e) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    done.complete(result);
+    PoolBuf::restore(vec, shape, 0)
+}
+
+/// Lets go of the backing file; if this was the last holder, closes the descriptor through io_uring so
+/// that a slow close (network filesystems flush on close) does not stall the reactor thread.
+async fn close<C: Completions>(file: BackingFile, done: PendingDone<C>) {
+    match Arc::try_unwrap(file) {
+        Ok(file) => {
+            let BufResult(res, _) = submit(CloseFile::new(OwnedFd::from(file))).await;
+            done.complete(res.map(drop));
+        }
+        Err(_shared) => done.complete(Ok(())),
+    }
+}
