@@ -1,24 +1,46 @@
 //! The FUSE layer: a passthrough `fuser::Filesystem` over a backing directory.
 //!
-//! Metadata operations are answered inline with `*at` calls relative to a parent's descriptor; data
-//! operations (read, write, fsync, fallocate, release) go to the reactor, which answers the kernel from
-//! its own thread. This layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
+//! Metadata operations are answered inline with `*at` calls relative to the `O_PATH` descriptor of a
+//! node (see [`inodes`]); no full path is ever resolved, and names are single components opened with
+//! `O_NOFOLLOW`, so nothing can follow a symlink out of the backing tree. Data operations (read, write,
+//! fsync, fallocate, release) go to the reactor, which answers the kernel from its own thread. This
+//! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
+mod attr;
+mod attrs;
+mod dirs;
+mod dirstream;
+mod files;
+mod filesystem;
+mod handles;
+mod inodes;
+mod namespace;
+mod replies;
+mod xattrs;
+
+pub use replies::FuseReplies;
+
+use std::ffi::OsStr;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::reactor::ReactorHandle;
+use fuser::Errno;
+use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
-mod replies;
-pub use replies::FuseReplies;
+use crate::reactor::ReactorHandle;
+use handles::HandleTable;
+use inodes::{InodeKey, InodeTable};
 
 /// Settings of the filesystem (not of the mount: those live in the CLI).
 #[derive(Debug, Clone)]
 pub struct FsConfig {
     /// How long the kernel may cache attributes.
     pub attr_timeout: Duration,
-    /// How long the kernel may cache name lookups (and negative lookups).
+    /// How long the kernel may cache name lookups.
     pub entry_timeout: Duration,
     /// Let the kernel cache writes and send them in big batches (FUSE writeback cache).
     pub writeback_cache: bool,
@@ -42,19 +64,128 @@ pub type FsReactor = ReactorHandle<FuseReplies>;
 
 /// A passthrough view of one backing directory.
 pub struct PassthroughFs {
-    #[allow(dead_code)]
     config: FsConfig,
-    #[allow(dead_code)]
     reactor: FsReactor,
+    inodes: InodeTable,
+    handles: HandleTable,
+    /// Whether the kernel agreed to the writeback cache (decided in `init`).
+    writeback: std::sync::atomic::AtomicBool,
+}
+
+/// Result of an operation: a value or the errno to answer.
+type OpResult<T> = Result<T, Errno>;
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_i32(e.raw_os_error())
+}
+
+fn io_errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn key_of(st: &Stat) -> InodeKey {
+    InodeKey {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    }
+}
+
+/// The procfs name of a descriptor: the way to reach an `O_PATH` node for calls that have no
+/// descriptor-relative form (open, xattrs, chmod). It resolves to the very object, never a path.
+fn proc_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// FUSE names are single path components; refuse anything else so no lookup can leave a directory.
+fn check_name(name: &OsStr) -> OpResult<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    if b == b"." || b == b".." {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
 }
 
 impl PassthroughFs {
     /// Opens `backing` (which must be a directory) and prepares the view. Data operations go to
     /// `reactor`; the caller owns the reactor and shuts it down after unmounting.
     pub fn new(backing: &Path, config: FsConfig, reactor: FsReactor) -> io::Result<Self> {
-        let _ = backing;
-        Ok(PassthroughFs { config, reactor })
+        let root = rustix::fs::open(
+            backing,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("{}: {e}", backing.display()))
+        })?;
+        let st = rustix::fs::fstat(&root)?;
+        raise_fd_limit();
+        // Modes arrive from the kernel with the caller's umask already applied; ours must not apply
+        // a second time.
+        rustix::process::umask(Mode::empty());
+        Ok(PassthroughFs {
+            config,
+            reactor,
+            inodes: InodeTable::new(root, key_of(&st)),
+            handles: HandleTable::default(),
+            writeback: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The `O_PATH` descriptor of node `ino`.
+    fn node_fd(&self, ino: u64) -> OpResult<Arc<OwnedFd>> {
+        self.inodes.fd(ino).ok_or(Errno::ESTALE)
+    }
+
+    fn check_writable(&self) -> OpResult<()> {
+        if self.config.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Looks `name` up in `parent`, counting one kernel lookup of the result.
+    fn lookup_child(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
+        check_name(name)?;
+        let pfd = self.node_fd(parent)?;
+        let st = rustix::fs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
+        if let Some(id) = self.inodes.lookup_known(key_of(&st)) {
+            return Ok((id, st));
+        }
+        let fd = rustix::fs::openat(
+            &*pfd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        // The name may have been replaced between the stat and the open: trust what was opened.
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        let id = self.inodes.lookup(key_of(&st), fd);
+        Ok((id, st))
     }
 }
 
-impl fuser::Filesystem for PassthroughFs {}
+/// Lets the daemon hold an `O_PATH` descriptor for every inode the kernel remembers: raise the soft
+/// limit on open files to the hard one, and as root the hard one to the system maximum.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if let Ok(max) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        && let Ok(max) = max.trim().parse::<u64>()
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return;
+        }
+    }
+    lim.current = lim.maximum;
+    let _ = setrlimit(Resource::Nofile, lim);
+}

@@ -1,0 +1,185 @@
+//! Attributes: getattr, setattr, statfs, access.
+
+use std::os::fd::AsFd;
+use std::time::UNIX_EPOCH;
+
+use fuser::{Errno, TimeOrNow};
+use rustix::fs::{AtFlags, Mode, OFlags, Stat, StatVfs, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+
+use super::{OpResult, PassthroughFs, errno, proc_path};
+
+/// What a setattr asks to change.
+pub(super) struct AttrChanges {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+    pub fh: Option<u64>,
+}
+
+fn timespec(t: Option<TimeOrNow>) -> Timespec {
+    match t {
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as _,
+            },
+            Err(e) => {
+                // Before the epoch: whole negative seconds plus a non-negative nanosecond part.
+                let d = e.duration();
+                let mut secs = -(d.as_secs() as i64);
+                let mut nsec = 0;
+                if d.subsec_nanos() > 0 {
+                    secs -= 1;
+                    nsec = 1_000_000_000 - d.subsec_nanos() as i64;
+                }
+                Timespec {
+                    tv_sec: secs,
+                    tv_nsec: nsec as _,
+                }
+            }
+        },
+    }
+}
+
+impl PassthroughFs {
+    pub(super) fn op_getattr(&self, ino: u64, fh: Option<u64>) -> OpResult<Stat> {
+        if let Some(file) = fh.and_then(|fh| self.handles.file(fh)) {
+            return rustix::fs::fstat(&*file).map_err(errno);
+        }
+        let fd = self.node_fd(ino)?;
+        rustix::fs::fstat(&*fd).map_err(errno)
+    }
+
+    pub(super) fn op_setattr(&self, ino: u64, ch: AttrChanges) -> OpResult<Stat> {
+        self.check_writable()?;
+        let fd = self.node_fd(ino)?;
+        let file = ch.fh.and_then(|fh| self.handles.file(fh));
+        let st = rustix::fs::fstat(&*fd).map_err(errno)?;
+        let is_symlink = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+
+        if let Some(mode) = ch.mode {
+            let mode = Mode::from_raw_mode(mode & 0o7777);
+            match &file {
+                Some(f) => rustix::fs::fchmod(f.as_fd(), mode),
+                None if is_symlink => Err(rustix::io::Errno::OPNOTSUPP),
+                None => rustix::fs::chmodat(rustix::fs::CWD, proc_path(&*fd).as_str(), mode, AtFlags::empty()),
+            }
+            .map_err(errno)?;
+        }
+        if ch.uid.is_some() || ch.gid.is_some() {
+            let uid = ch.uid.map(|u| rustix::fs::Uid::from_raw(u));
+            let gid = ch.gid.map(|g| rustix::fs::Gid::from_raw(g));
+            rustix::fs::chownat(
+                &*fd,
+                "",
+                uid,
+                gid,
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
+        }
+        if let Some(size) = ch.size {
+            match &file {
+                Some(f) => rustix::fs::ftruncate(f.as_fd(), size).map_err(errno)?,
+                None => {
+                    let f = rustix::fs::open(
+                        proc_path(&*fd).as_str(),
+                        OFlags::WRONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(errno)?;
+                    rustix::fs::ftruncate(&f, size).map_err(errno)?;
+                }
+            }
+        }
+        if ch.atime.is_some() || ch.mtime.is_some() {
+            let times = Timestamps {
+                last_access: timespec(ch.atime),
+                last_modification: timespec(ch.mtime),
+            };
+            let res = match &file {
+                Some(f) => rustix::fs::futimens(f.as_fd(), &times),
+                None if is_symlink => {
+                    rustix::fs::utimensat(&*fd, "", &times, AtFlags::EMPTY_PATH)
+                }
+                None => rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    proc_path(&*fd).as_str(),
+                    &times,
+                    AtFlags::empty(),
+                ),
+            };
+            res.map_err(errno)?;
+        }
+        rustix::fs::fstat(&*fd).map_err(errno)
+    }
+
+    pub(super) fn op_statfs(&self, ino: u64) -> OpResult<StatVfs> {
+        let fd = self.node_fd(ino)?;
+        rustix::fs::fstatvfs(&*fd).map_err(errno)
+    }
+
+    /// access(2) for the caller, from the mode bits (POSIX ACLs are checked by the kernel when
+    /// mounted with default_permissions, which is the default).
+    pub(super) fn op_access(&self, ino: u64, mask: i32, uid: u32, gid: u32) -> OpResult<()> {
+        let fd = self.node_fd(ino)?;
+        let st = rustix::fs::fstat(&*fd).map_err(errno)?;
+        if mask == libc::F_OK {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.config.read_only {
+            return Err(Errno::EROFS);
+        }
+        let mode = st.st_mode;
+        if uid == 0 {
+            let any_x = mode & 0o111 != 0 || mode & libc::S_IFMT == libc::S_IFDIR;
+            return if mask & libc::X_OK != 0 && !any_x {
+                Err(Errno::EACCES)
+            } else {
+                Ok(())
+            };
+        }
+        let bits = if uid == st.st_uid {
+            (mode >> 6) & 7
+        } else if gid == st.st_gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        let want = (mask & 7) as u32;
+        if bits & want == want {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timespecs() {
+        assert_eq!(timespec(None).tv_nsec, UTIME_OMIT);
+        assert_eq!(timespec(Some(TimeOrNow::Now)).tv_nsec, UTIME_NOW);
+        let t = UNIX_EPOCH + Duration::new(10, 5);
+        let ts = timespec(Some(TimeOrNow::SpecificTime(t)));
+        assert_eq!((ts.tv_sec, ts.tv_nsec as i64), (10, 5));
+        let t = UNIX_EPOCH - Duration::from_millis(1500);
+        let ts = timespec(Some(TimeOrNow::SpecificTime(t)));
+        assert_eq!((ts.tv_sec, ts.tv_nsec as i64), (-2, 500_000_000));
+    }
+}

@@ -1,0 +1,197 @@
+//! Open files: open, create, read, write, flush, release, fsync, fallocate, lseek, copy_file_range.
+//! Reads, writes, fsync, fallocate and the final close go to the reactor, which replies to the kernel.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fuser::{Errno, FopenFlags};
+use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
+
+use super::handles::Handle;
+use super::{OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
+
+impl PassthroughFs {
+    /// The flags the backing file is opened with for the kernel's `flags`.
+    fn backing_open_flags(&self, flags: i32) -> OFlags {
+        let mut f = flags & !(libc::O_NOFOLLOW | libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
+        if self.writeback.load(Ordering::Relaxed) {
+            // With the writeback cache the kernel reads pages of write-only files and decides the
+            // offsets of appends itself.
+            if f & libc::O_ACCMODE == libc::O_WRONLY {
+                f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
+            }
+            f &= !libc::O_APPEND;
+        }
+        OFlags::from_bits_retain(f as u32) | OFlags::CLOEXEC
+    }
+
+    fn fopen_flags(&self) -> FopenFlags {
+        // The backing filesystem orders concurrent direct writes itself; do not serialise them.
+        FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+    }
+
+    fn check_open_writable(&self, flags: i32) -> OpResult<()> {
+        let acc = flags & libc::O_ACCMODE;
+        if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            self.check_writable()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn op_open(&self, ino: u64, flags: i32) -> OpResult<(u64, FopenFlags)> {
+        self.check_open_writable(flags)?;
+        let fd = self.node_fd(ino)?;
+        let file = rustix::fs::open(
+            proc_path(&*fd).as_str(),
+            self.backing_open_flags(flags),
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let fh = self
+            .handles
+            .insert(Handle::File(Arc::new(File::from(file))));
+        Ok((fh, self.fopen_flags()))
+    }
+
+    pub(super) fn op_create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> OpResult<(u64, Stat, u64, FopenFlags)> {
+        self.check_writable()?;
+        check_name(name)?;
+        let pfd = self.node_fd(parent)?;
+        // O_NOFOLLOW: the kernel only sends create for a name it saw absent; a symlink that appeared
+        // since must not be followed (it could lead out of the backing tree).
+        let oflags = self.backing_open_flags(flags) | OFlags::CREATE | OFlags::NOFOLLOW;
+        let oflags = if flags & libc::O_EXCL != 0 {
+            oflags | OFlags::EXCL
+        } else {
+            oflags
+        };
+        let file = rustix::fs::openat(&*pfd, name, oflags, Mode::from_raw_mode(mode & 0o7777))
+            .map_err(errno)?;
+        let st = rustix::fs::fstat(&file).map_err(errno)?;
+        let id = match self.inodes.lookup_known(key_of(&st)) {
+            Some(id) => id,
+            None => {
+                // An O_PATH descriptor of exactly the object just created, whatever its name is now.
+                let path_fd = rustix::fs::open(
+                    proc_path(&file).as_str(),
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(errno)?;
+                self.inodes.lookup(key_of(&st), path_fd)
+            }
+        };
+        let fh = self
+            .handles
+            .insert(Handle::File(Arc::new(File::from(file))));
+        Ok((id, st, fh, self.fopen_flags()))
+    }
+
+    fn file(&self, fh: u64) -> OpResult<Arc<File>> {
+        self.handles.file(fh).ok_or(Errno::EBADF)
+    }
+
+    pub(super) fn op_read(&self, fh: u64, offset: u64, size: u32, reply: fuser::ReplyData) {
+        match self.file(fh) {
+            Ok(file) => self.reactor.read(file, offset, size as usize, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    pub(super) fn op_write(&self, fh: u64, offset: u64, data: &[u8], reply: fuser::ReplyWrite) {
+        match self.file(fh) {
+            Ok(file) => self.reactor.write(file, offset, data, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    pub(super) fn op_flush(&self, fh: u64) -> OpResult<()> {
+        // Closing a duplicate makes filesystems that report write-back errors on close (NFS) report
+        // them to this close(2), as a local close would.
+        let file = self.file(fh)?;
+        let dup = file.as_fd().try_clone_to_owned().map_err(|e| super::io_errno(&e))?;
+        drop::<OwnedFd>(dup);
+        Ok(())
+    }
+
+    pub(super) fn op_release(&self, fh: u64, reply: fuser::ReplyEmpty) {
+        match self.handles.remove(fh) {
+            Some(Handle::File(file)) => self.reactor.close(file, reply),
+            Some(Handle::Dir(_)) | None => reply.error(Errno::EBADF),
+        }
+    }
+
+    pub(super) fn op_fsync(&self, fh: u64, datasync: bool, reply: fuser::ReplyEmpty) {
+        match self.file(fh) {
+            Ok(file) => self.reactor.sync(file, datasync, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    pub(super) fn op_fallocate(
+        &self,
+        fh: u64,
+        offset: u64,
+        len: u64,
+        mode: i32,
+        reply: fuser::ReplyEmpty,
+    ) {
+        if let Err(e) = self.check_writable() {
+            return reply.error(e);
+        }
+        match self.file(fh) {
+            Ok(file) => self.reactor.fallocate(file, mode, offset, len, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    pub(super) fn op_lseek(&self, fh: u64, offset: i64, whence: i32) -> OpResult<i64> {
+        let file = self.file(fh)?;
+        let pos = match whence {
+            libc::SEEK_SET => SeekFrom::Start(offset as u64),
+            libc::SEEK_CUR => SeekFrom::Current(offset),
+            libc::SEEK_END => SeekFrom::End(offset),
+            libc::SEEK_DATA => SeekFrom::Data(offset as u64),
+            libc::SEEK_HOLE => SeekFrom::Hole(offset as u64),
+            _ => return Err(Errno::EINVAL),
+        };
+        // The backing descriptor's own position is never used for I/O (all I/O is positioned), so
+        // moving it here is harmless.
+        let r = rustix::fs::seek(&*file, pos).map_err(errno)?;
+        Ok(r as i64)
+    }
+
+    pub(super) fn op_copy_file_range(
+        &self,
+        fh_in: u64,
+        offset_in: u64,
+        fh_out: u64,
+        offset_out: u64,
+        len: u64,
+    ) -> OpResult<u32> {
+        self.check_writable()?;
+        let fin = self.file(fh_in)?;
+        let fout = self.file(fh_out)?;
+        let mut off_in = offset_in;
+        let mut off_out = offset_out;
+        let len = len.min(u32::MAX as u64 & !0xfff) as usize;
+        let n = rustix::fs::copy_file_range(
+            &*fin,
+            Some(&mut off_in),
+            &*fout,
+            Some(&mut off_out),
+            len,
+        )
+        .map_err(errno)?;
+        Ok(n as u32)
+    }
+}

@@ -1,0 +1,117 @@
+//! Names: lookup, creation and removal of directory entries, rename, link, readlink.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use fuser::Errno;
+use rustix::fs::{AtFlags, FileType as RxFileType, Mode, RenameFlags, Stat};
+
+use super::{OpResult, PassthroughFs, check_name, errno};
+
+impl PassthroughFs {
+    pub(super) fn op_lookup(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
+        self.lookup_child(parent, name)
+    }
+
+    pub(super) fn op_mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> OpResult<(u64, Stat)> {
+        self.check_writable()?;
+        check_name(name)?;
+        let pfd = self.node_fd(parent)?;
+        rustix::fs::mkdirat(&*pfd, name, Mode::from_raw_mode(mode & 0o7777)).map_err(errno)?;
+        self.lookup_child(parent, name)
+    }
+
+    pub(super) fn op_mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> OpResult<(u64, Stat)> {
+        self.check_writable()?;
+        check_name(name)?;
+        let pfd = self.node_fd(parent)?;
+        let kind = RxFileType::from_raw_mode(mode);
+        rustix::fs::mknodat(
+            &*pfd,
+            name,
+            kind,
+            Mode::from_raw_mode(mode & 0o7777),
+            rdev as u64,
+        )
+        .map_err(errno)?;
+        self.lookup_child(parent, name)
+    }
+
+    pub(super) fn op_symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+    ) -> OpResult<(u64, Stat)> {
+        self.check_writable()?;
+        check_name(name)?;
+        let pfd = self.node_fd(parent)?;
+        rustix::fs::symlinkat(target, &*pfd, name).map_err(errno)?;
+        self.lookup_child(parent, name)
+    }
+
+    pub(super) fn op_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> OpResult<(u64, Stat)> {
+        self.check_writable()?;
+        check_name(newname)?;
+        let fd = self.node_fd(ino)?;
+        let npfd = self.node_fd(newparent)?;
+        // AT_EMPTY_PATH links the very object the node holds (needs CAP_DAC_READ_SEARCH, which a
+        // root daemon has); the procfs name is the fallback that works without it.
+        let linked = rustix::fs::linkat(&*fd, "", &*npfd, newname, AtFlags::EMPTY_PATH);
+        match linked {
+            Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::PERM => {
+                rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    super::proc_path(&*fd).as_str(),
+                    &*npfd,
+                    newname,
+                    AtFlags::SYMLINK_FOLLOW,
+                )
+                .map_err(errno)?;
+            }
+            other => other.map_err(errno)?,
+        }
+        self.lookup_child(newparent, newname)
+    }
+
+    pub(super) fn op_unlink(&self, parent: u64, name: &OsStr, dir: bool) -> OpResult<()> {
+        self.check_writable()?;
+        check_name(name)?;
+        let pfd = self.node_fd(parent)?;
+        let flags = if dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        rustix::fs::unlinkat(&*pfd, name, flags).map_err(errno)
+    }
+
+    pub(super) fn op_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> OpResult<()> {
+        self.check_writable()?;
+        check_name(name)?;
+        check_name(newname)?;
+        let pfd = self.node_fd(parent)?;
+        let npfd = self.node_fd(newparent)?;
+        let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
+        rustix::fs::renameat_with(&*pfd, name, &*npfd, newname, flags).map_err(errno)
+    }
+
+    pub(super) fn op_readlink(&self, ino: u64) -> OpResult<Vec<u8>> {
+        let fd = self.node_fd(ino)?;
+        let target = rustix::fs::readlinkat(&*fd, "", Vec::new()).map_err(errno)?;
+        Ok(target.into_bytes())
+    }
+}
