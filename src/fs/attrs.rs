@@ -4,7 +4,9 @@ use std::os::fd::AsFd;
 use std::time::UNIX_EPOCH;
 
 use fuser::{Errno, TimeOrNow};
-use rustix::fs::{AtFlags, Mode, OFlags, Stat, StatVfs, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+use rustix::fs::{
+    AtFlags, Mode, OFlags, Stat, StatVfs, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT,
+};
 
 use super::{OpResult, PassthroughFs, errno, proc_path};
 
@@ -73,7 +75,12 @@ impl PassthroughFs {
             match &file {
                 Some(f) => rustix::fs::fchmod(f.as_fd(), mode),
                 None if is_symlink => Err(rustix::io::Errno::OPNOTSUPP),
-                None => rustix::fs::chmodat(rustix::fs::CWD, proc_path(&*fd).as_str(), mode, AtFlags::empty()),
+                None => rustix::fs::chmodat(
+                    rustix::fs::CWD,
+                    proc_path(&*fd).as_str(),
+                    mode,
+                    AtFlags::empty(),
+                ),
             }
             .map_err(errno)?;
         }
@@ -110,9 +117,7 @@ impl PassthroughFs {
             };
             let res = match &file {
                 Some(f) => rustix::fs::futimens(f.as_fd(), &times),
-                None if is_symlink => {
-                    rustix::fs::utimensat(&*fd, "", &times, AtFlags::EMPTY_PATH)
-                }
+                None if is_symlink => rustix::fs::utimensat(&*fd, "", &times, AtFlags::EMPTY_PATH),
                 None => rustix::fs::utimensat(
                     rustix::fs::CWD,
                     proc_path(&*fd).as_str(),

@@ -44,7 +44,9 @@ impl PassthroughFs {
         )
         .map_err(errno)?;
         let stream = DirStream::new(dir).map_err(errno)?;
-        Ok(self.handles.insert(Handle::Dir(Arc::new(Mutex::new(stream)))))
+        Ok(self
+            .handles
+            .insert(Handle::Dir(Arc::new(Mutex::new(stream)))))
     }
 
     fn dir(&self, fh: u64) -> OpResult<Arc<Mutex<DirStream>>> {
@@ -65,7 +67,12 @@ impl PassthroughFs {
                 Ok(e) => e,
                 Err(e) => return reply.error(errno(e)),
             };
-            if reply.add(INodeNo(entry.ino), entry.next_offset, entry.kind, &entry.name) {
+            if reply.add(
+                INodeNo(entry.ino),
+                entry.next_offset,
+                entry.kind,
+                &entry.name,
+            ) {
                 s.unread(entry);
                 break;
             }

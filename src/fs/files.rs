@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use fuser::{Errno, FopenFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
+use super::creds::Caller;
 use super::handles::Handle;
 use super::{OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
@@ -62,6 +63,7 @@ impl PassthroughFs {
         name: &OsStr,
         mode: u32,
         flags: i32,
+        caller: Caller,
     ) -> OpResult<(u64, Stat, u64, FopenFlags)> {
         self.check_writable()?;
         check_name(name)?;
@@ -74,8 +76,8 @@ impl PassthroughFs {
         } else {
             oflags
         };
-        let file = rustix::fs::openat(&*pfd, name, oflags, Mode::from_raw_mode(mode & 0o7777))
-            .map_err(errno)?;
+        let perm = self.creation_mode(&pfd, mode, caller);
+        let file = rustix::fs::openat(&*pfd, name, oflags, perm).map_err(errno)?;
         let st = rustix::fs::fstat(&file).map_err(errno)?;
         let id = match self.inodes.lookup_known(key_of(&st)) {
             Some(id) => id,
@@ -90,6 +92,11 @@ impl PassthroughFs {
                 self.inodes.lookup(key_of(&st), path_fd)
             }
         };
+        if let Err(e) = self.give_to_caller(&pfd, id, caller) {
+            self.inodes.forget(id, 1);
+            return Err(e);
+        }
+        let st = rustix::fs::fstat(&file).map_err(errno)?;
         let fh = self
             .handles
             .insert(Handle::File(Arc::new(File::from(file))));
@@ -118,7 +125,10 @@ impl PassthroughFs {
         // Closing a duplicate makes filesystems that report write-back errors on close (NFS) report
         // them to this close(2), as a local close would.
         let file = self.file(fh)?;
-        let dup = file.as_fd().try_clone_to_owned().map_err(|e| super::io_errno(&e))?;
+        let dup = file
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| super::io_errno(&e))?;
         drop::<OwnedFd>(dup);
         Ok(())
     }
@@ -184,14 +194,9 @@ impl PassthroughFs {
         let mut off_in = offset_in;
         let mut off_out = offset_out;
         let len = len.min(u32::MAX as u64 & !0xfff) as usize;
-        let n = rustix::fs::copy_file_range(
-            &*fin,
-            Some(&mut off_in),
-            &*fout,
-            Some(&mut off_out),
-            len,
-        )
-        .map_err(errno)?;
+        let n =
+            rustix::fs::copy_file_range(&*fin, Some(&mut off_in), &*fout, Some(&mut off_out), len)
+                .map_err(errno)?;
         Ok(n as u32)
     }
 }

@@ -8,15 +8,16 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, FileHandle, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, FileHandle, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rustix::fs::Stat;
 
 use super::attr::file_attr;
 use super::attrs::AttrChanges;
+use super::creds::Caller;
 use super::xattrs::XattrReply;
 use super::{OpResult, PassthroughFs};
 
@@ -66,7 +67,10 @@ impl fuser::Filesystem for PassthroughFs {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_AUTO_INVAL_DATA
             | InitFlags::FUSE_ASYNC_DIO
-            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            // The kernel checks permissions with POSIX ACLs; we apply the umask (see creds.rs).
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK;
         let available = config.capabilities();
         let _ = config.add_capabilities(wanted & available);
         if self.config.writeback_cache && available.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
@@ -150,27 +154,31 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.reply_entry(reply, self.op_mknod(parent.0, name, mode, rdev));
+        let caller = Caller::of(req, umask);
+        self.reply_entry(reply, self.op_mknod(parent.0, name, mode, rdev, caller));
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        self.reply_entry(reply, self.op_mkdir(parent.0, name, mode));
+        self.reply_entry(
+            reply,
+            self.op_mkdir(parent.0, name, mode, Caller::of(req, umask)),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -183,13 +191,14 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.reply_entry(reply, self.op_symlink(parent.0, link_name, target));
+        let caller = Caller::of(req, 0);
+        self.reply_entry(reply, self.op_symlink(parent.0, link_name, target, caller));
     }
 
     fn rename(
@@ -394,15 +403,15 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.op_create(parent.0, name, mode, flags) {
+        match self.op_create(parent.0, name, mode, flags, Caller::of(req, umask)) {
             Ok((id, st, fh, fopen)) => reply.created(
                 &self.config.entry_timeout,
                 &file_attr(id, &st),

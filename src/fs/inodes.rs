@@ -90,7 +90,10 @@ impl InodeTable {
     pub fn lookup(&self, key: InodeKey, fd: OwnedFd) -> u64 {
         let mut t = self.lock();
         if let Some(&id) = t.by_key.get(&key) {
-            t.by_id.get_mut(&id).expect("by_key and by_id agree").lookups += 1;
+            t.by_id
+                .get_mut(&id)
+                .expect("by_key and by_id agree")
+                .lookups += 1;
             return id;
         }
         let natural = key.dev == self.root_dev && key.ino != ROOT_ID && key.ino < SYNTHETIC_BASE;
@@ -178,7 +181,13 @@ mod tests {
         let t = table();
         let other_dev = t.lookup(InodeKey { dev: 8, ino: 100 }, some_fd());
         assert!(other_dev >= SYNTHETIC_BASE);
-        let clash = t.lookup(InodeKey { dev: 7, ino: ROOT_ID }, some_fd());
+        let clash = t.lookup(
+            InodeKey {
+                dev: 7,
+                ino: ROOT_ID,
+            },
+            some_fd(),
+        );
         assert!(clash >= SYNTHETIC_BASE && clash != other_dev);
         let natural = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd());
         assert_eq!(natural, 100);

@@ -8,6 +8,7 @@
 
 mod attr;
 mod attrs;
+mod creds;
 mod dirs;
 mod dirstream;
 mod files;
@@ -70,6 +71,8 @@ pub struct PassthroughFs {
     handles: HandleTable,
     /// Whether the kernel agreed to the writeback cache (decided in `init`).
     writeback: std::sync::atomic::AtomicBool,
+    /// Whether the daemon can hand new objects to their creators (it runs as root).
+    is_root: bool,
 }
 
 /// Result of an operation: a value or the errno to answer.
@@ -132,6 +135,7 @@ impl PassthroughFs {
             inodes: InodeTable::new(root, key_of(&st)),
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
+            is_root: rustix::process::geteuid().is_root(),
         })
     }
 
@@ -146,6 +150,24 @@ impl PassthroughFs {
         } else {
             Ok(())
         }
+    }
+
+    /// Looks up what was just created as `name` in `parent` and gives it to `caller`.
+    fn created(
+        &self,
+        parent: u64,
+        pfd: &OwnedFd,
+        name: &OsStr,
+        caller: creds::Caller,
+    ) -> OpResult<(u64, Stat)> {
+        let (id, st) = self.lookup_child(parent, name)?;
+        if let Err(e) = self.give_to_caller(pfd, id, caller) {
+            self.inodes.forget(id, 1);
+            return Err(e);
+        }
+        let fd = self.node_fd(id)?;
+        let st = rustix::fs::fstat(&*fd).map_err(errno).unwrap_or(st);
+        Ok((id, st))
     }
 
     /// Looks `name` up in `parent`, counting one kernel lookup of the result.

@@ -4,8 +4,9 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use fuser::Errno;
-use rustix::fs::{AtFlags, FileType as RxFileType, Mode, RenameFlags, Stat};
+use rustix::fs::{AtFlags, FileType as RxFileType, RenameFlags, Stat};
 
+use super::creds::Caller;
 use super::{OpResult, PassthroughFs, check_name, errno};
 
 impl PassthroughFs {
@@ -13,12 +14,19 @@ impl PassthroughFs {
         self.lookup_child(parent, name)
     }
 
-    pub(super) fn op_mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> OpResult<(u64, Stat)> {
+    pub(super) fn op_mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> OpResult<(u64, Stat)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
-        rustix::fs::mkdirat(&*pfd, name, Mode::from_raw_mode(mode & 0o7777)).map_err(errno)?;
-        self.lookup_child(parent, name)
+        let mode = self.creation_mode(&pfd, mode, caller);
+        rustix::fs::mkdirat(&*pfd, name, mode).map_err(errno)?;
+        self.created(parent, &pfd, name, caller)
     }
 
     pub(super) fn op_mknod(
@@ -27,20 +35,15 @@ impl PassthroughFs {
         name: &OsStr,
         mode: u32,
         rdev: u32,
+        caller: Caller,
     ) -> OpResult<(u64, Stat)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
         let kind = RxFileType::from_raw_mode(mode);
-        rustix::fs::mknodat(
-            &*pfd,
-            name,
-            kind,
-            Mode::from_raw_mode(mode & 0o7777),
-            rdev as u64,
-        )
-        .map_err(errno)?;
-        self.lookup_child(parent, name)
+        let perm = self.creation_mode(&pfd, mode, caller);
+        rustix::fs::mknodat(&*pfd, name, kind, perm, rdev as u64).map_err(errno)?;
+        self.created(parent, &pfd, name, caller)
     }
 
     pub(super) fn op_symlink(
@@ -48,15 +51,21 @@ impl PassthroughFs {
         parent: u64,
         name: &OsStr,
         target: &Path,
+        caller: Caller,
     ) -> OpResult<(u64, Stat)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
         rustix::fs::symlinkat(target, &*pfd, name).map_err(errno)?;
-        self.lookup_child(parent, name)
+        self.created(parent, &pfd, name, caller)
     }
 
-    pub(super) fn op_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> OpResult<(u64, Stat)> {
+    pub(super) fn op_link(
+        &self,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+    ) -> OpResult<(u64, Stat)> {
         self.check_writable()?;
         check_name(newname)?;
         let fd = self.node_fd(ino)?;

@@ -18,7 +18,10 @@ pub(super) enum XattrReply {
 }
 
 impl PassthroughFs {
-    fn xattr_path(&self, ino: u64) -> OpResult<(String, std::sync::Arc<std::os::fd::OwnedFd>, bool)> {
+    fn xattr_path(
+        &self,
+        ino: u64,
+    ) -> OpResult<(String, std::sync::Arc<std::os::fd::OwnedFd>, bool)> {
         let fd = self.node_fd(ino)?;
         let st = rustix::fs::fstat(&*fd).map_err(errno)?;
         let is_symlink = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
@@ -31,7 +34,7 @@ impl PassthroughFs {
             return Err(Errno::NO_XATTR);
         }
         if size == 0 {
-            let n = rustix::fs::getxattr(path.as_str(), name, &mut [0u8; 0][..]).map_err(errno)?;
+            let n = rustix::fs::getxattr_query(path.as_str(), name).map_err(errno)?;
             return Ok(XattrReply::Size(n as u32));
         }
         let mut buf = vec![0u8; size as usize];
@@ -50,7 +53,7 @@ impl PassthroughFs {
             });
         }
         if size == 0 {
-            let n = rustix::fs::listxattr(path.as_str(), &mut [0u8; 0][..]).map_err(errno)?;
+            let n = rustix::fs::listxattr_query(path.as_str()).map_err(errno)?;
             return Ok(XattrReply::Size(n as u32));
         }
         let mut buf = vec![0u8; size as usize];
