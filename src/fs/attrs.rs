@@ -85,8 +85,8 @@ impl PassthroughFs {
             .map_err(errno)?;
         }
         if ch.uid.is_some() || ch.gid.is_some() {
-            let uid = ch.uid.map(|u| rustix::fs::Uid::from_raw(u));
-            let gid = ch.gid.map(|g| rustix::fs::Gid::from_raw(g));
+            let uid = ch.uid.map(rustix::fs::Uid::from_raw);
+            let gid = ch.gid.map(rustix::fs::Gid::from_raw);
             rustix::fs::chownat(
                 &*fd,
                 "",
@@ -182,9 +182,9 @@ mod tests {
         assert_eq!(timespec(Some(TimeOrNow::Now)).tv_nsec, UTIME_NOW);
         let t = UNIX_EPOCH + Duration::new(10, 5);
         let ts = timespec(Some(TimeOrNow::SpecificTime(t)));
-        assert_eq!((ts.tv_sec, ts.tv_nsec as i64), (10, 5));
+        assert_eq!((ts.tv_sec, ts.tv_nsec), (10, 5));
         let t = UNIX_EPOCH - Duration::from_millis(1500);
         let ts = timespec(Some(TimeOrNow::SpecificTime(t)));
-        assert_eq!((ts.tv_sec, ts.tv_nsec as i64), (-2, 500_000_000));
+        assert_eq!((ts.tv_sec, ts.tv_nsec), (-2, 500_000_000));
     }
 }

@@ -96,7 +96,7 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn destroy(&mut self) {
         tracing::info!(
-            inodes = self.inodes.len(),
+            inodes = ?self.inodes.stats(),
             open_handles = self.handles.len(),
             reactor = ?self.reactor.stats(),
             "FUSE session ended"

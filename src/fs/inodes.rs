@@ -7,13 +7,22 @@
 //! across forget/lookup cycles and matches the backing file (git, rsync -H, tar rely on that). Other
 //! objects (submounts, collisions) get synthetic ids from the top half of the range.
 //!
-//! Each node holds an `O_PATH` descriptor of its backing object: every operation on it is relative to
-//! that descriptor, never to a path. The table forgets a node (and closes its descriptor) when the
-//! kernel's lookup count drops to zero.
+//! Every operation on a node is relative to an `O_PATH` descriptor of its backing object, never to a
+//! path. The kernel may remember millions of inodes, so nodes do not pin descriptors: a node is
+//! anchored by its file handle (name_to_handle_at), and descriptors live in a bounded LRU cache,
+//! reopened by handle on a miss. Where handles are unavailable (not root, a filesystem without
+//! export support, a submount) the node pins its descriptor instead. A node is dropped when the
+//! kernel's lookup count reaches zero.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+
+use crate::sys::handle::{FileHandle, handle_of, open_by_handle};
 
 /// FUSE's fixed node id of the mount's root.
 pub const ROOT_ID: u64 = 1;
@@ -26,44 +35,80 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
+enum Anchor {
+    Pinned(Arc<OwnedFd>),
+    Handle(FileHandle),
+}
+
 struct Node {
-    fd: Arc<OwnedFd>,
+    anchor: Anchor,
     key: InodeKey,
     lookups: u64,
+    /// Unique over the table's life: names this node's entry in the descriptor cache, so a
+    /// descriptor opened for a node that was forgotten meanwhile can never serve a newer node that
+    /// got the same id.
+    serial: u64,
 }
 
 struct Tables {
     by_id: HashMap<u64, Node>,
     by_key: HashMap<InodeKey, u64>,
     next_synthetic: u64,
+    next_serial: u64,
+}
+
+/// Counters of the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InodeStats {
+    pub nodes: usize,
+    pub pinned: usize,
+    pub cached_fds: usize,
 }
 
 pub struct InodeTable {
     root_dev: u64,
+    /// A (non-`O_PATH`) descriptor on the backing root's filesystem, for open_by_handle_at; `None`
+    /// when nodes pin their descriptors instead.
+    mount_fd: Option<OwnedFd>,
     tables: Mutex<Tables>,
+    fds: Mutex<LruCache<u64, Arc<OwnedFd>>>,
 }
 
 impl InodeTable {
-    /// A table holding only the root, which is never forgotten.
-    pub fn new(root_fd: OwnedFd, root_key: InodeKey) -> Self {
+    /// A table holding only the root (pinned, never forgotten). With a `mount_fd` (an ordinary
+    /// descriptor of the backing root: open_by_handle_at refuses `O_PATH` ones), other nodes on the
+    /// root's filesystem are anchored by file handle and at most `max_fds` descriptors are cached
+    /// for them.
+    pub fn new(
+        root_fd: OwnedFd,
+        root_key: InodeKey,
+        mount_fd: Option<OwnedFd>,
+        max_fds: usize,
+    ) -> Self {
         let mut by_id = HashMap::new();
         by_id.insert(
             ROOT_ID,
             Node {
-                fd: Arc::new(root_fd),
+                anchor: Anchor::Pinned(Arc::new(root_fd)),
                 key: root_key,
                 lookups: 1,
+                serial: 0,
             },
         );
         let mut by_key = HashMap::new();
         by_key.insert(root_key, ROOT_ID);
         InodeTable {
             root_dev: root_key.dev,
+            mount_fd,
             tables: Mutex::new(Tables {
                 by_id,
                 by_key,
                 next_synthetic: SYNTHETIC_BASE,
+                next_serial: 1,
             }),
+            fds: Mutex::new(LruCache::new(
+                NonZeroUsize::new(max_fds.max(1)).expect("at least 1"),
+            )),
         }
     }
 
@@ -71,9 +116,40 @@ impl InodeTable {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `O_PATH` descriptor of node `id`.
-    pub fn fd(&self, id: u64) -> Option<Arc<OwnedFd>> {
-        self.lock().by_id.get(&id).map(|n| n.fd.clone())
+    fn lock_fds(&self) -> MutexGuard<'_, LruCache<u64, Arc<OwnedFd>>> {
+        self.fds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An `O_PATH` descriptor of node `id`. `ESTALE` if the node is unknown or its object is gone.
+    pub fn fd(&self, id: u64) -> io::Result<Arc<OwnedFd>> {
+        let stale = || io::Error::from_raw_os_error(libc::ESTALE);
+        let (handle, serial) = {
+            let t = self.lock();
+            let node = t.by_id.get(&id).ok_or_else(stale)?;
+            match &node.anchor {
+                Anchor::Pinned(fd) => return Ok(fd.clone()),
+                Anchor::Handle(h) => (h.clone(), node.serial),
+            }
+        };
+        if let Some(fd) = self.lock_fds().get(&serial) {
+            return Ok(fd.clone());
+        }
+        let mount_fd = self.mount_fd.as_ref().ok_or_else(stale)?;
+        let fd = Arc::new(open_by_handle(
+            mount_fd.as_fd(),
+            &handle,
+            libc::O_PATH | libc::O_NOFOLLOW,
+        )?);
+        // Cache it only if the node still exists (it may have been forgotten meanwhile).
+        if self
+            .lock()
+            .by_id
+            .get(&id)
+            .is_some_and(|n| n.serial == serial)
+        {
+            self.lock_fds().put(serial, fd.clone());
+        }
+        Ok(fd)
     }
 
     /// If `key` is known, counts one more lookup and returns its id.
@@ -85,11 +161,21 @@ impl InodeTable {
         Some(id)
     }
 
-    /// Counts one lookup of `key`, registering it with descriptor `fd` if it is new (otherwise `fd` is
-    /// dropped). Returns the node id.
+    /// Counts one lookup of `key`, registering it with descriptor `fd` (an `O_PATH` descriptor of
+    /// the object) if it is new. Returns the node id.
     pub fn lookup(&self, key: InodeKey, fd: OwnedFd) -> u64 {
+        if let Some(id) = self.lookup_known(key) {
+            return id;
+        }
+        let handle = if self.mount_fd.is_some() && key.dev == self.root_dev {
+            handle_of(fd.as_fd()).ok()
+        } else {
+            None
+        };
+        let fd = Arc::new(fd);
         let mut t = self.lock();
         if let Some(&id) = t.by_key.get(&key) {
+            // Registered by another thread meanwhile.
             t.by_id
                 .get_mut(&id)
                 .expect("by_key and by_id agree")
@@ -108,12 +194,22 @@ impl InodeTable {
                 }
             }
         };
+        let serial = t.next_serial;
+        t.next_serial += 1;
+        let anchor = match handle {
+            Some(h) => {
+                self.lock_fds().put(serial, fd);
+                Anchor::Handle(h)
+            }
+            None => Anchor::Pinned(fd),
+        };
         t.by_id.insert(
             id,
             Node {
-                fd: Arc::new(fd),
+                anchor,
                 key,
                 lookups: 1,
+                serial,
             },
         );
         t.by_key.insert(key, id);
@@ -133,31 +229,50 @@ impl InodeTable {
         if node.lookups == 0 {
             let node = t.by_id.remove(&id).expect("present");
             t.by_key.remove(&node.key);
+            drop(t);
+            self.lock_fds().pop(&node.serial);
         }
     }
 
-    /// Number of nodes the table holds (root included).
-    pub fn len(&self) -> usize {
-        self.lock().by_id.len()
-    }
-
-    /// Whether only the root is left.
-    #[allow(dead_code)]
-    pub fn is_empty(&self) -> bool {
-        self.len() <= 1
+    /// Counters now.
+    pub fn stats(&self) -> InodeStats {
+        let t = self.lock();
+        let pinned = t
+            .by_id
+            .values()
+            .filter(|n| matches!(n.anchor, Anchor::Pinned(_)))
+            .count();
+        InodeStats {
+            nodes: t.by_id.len(),
+            pinned,
+            cached_fds: self.lock_fds().len(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::{Mode, OFlags};
+
+    fn opath(p: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    fn key(fd: &OwnedFd) -> InodeKey {
+        let st = rustix::fs::fstat(fd).unwrap();
+        InodeKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
 
     fn some_fd() -> OwnedFd {
-        OwnedFd::from(std::fs::File::open("/").unwrap())
+        opath(std::path::Path::new("/"))
     }
 
     fn table() -> InodeTable {
-        InodeTable::new(some_fd(), InodeKey { dev: 7, ino: 2 })
+        InodeTable::new(some_fd(), InodeKey { dev: 7, ino: 2 }, None, 4)
     }
 
     #[test]
@@ -167,12 +282,12 @@ mod tests {
         assert_eq!(t.lookup(k, some_fd()), 100);
         assert_eq!(t.lookup(k, some_fd()), 100, "a second link shares the node");
         assert_eq!(t.lookup_known(k), Some(100));
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.stats().nodes, 2);
         t.forget(100, 2);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.stats().nodes, 2);
         t.forget(100, 1);
-        assert_eq!(t.len(), 1, "forgotten when the count reaches zero");
-        assert!(t.fd(100).is_none());
+        assert_eq!(t.stats().nodes, 1, "forgotten when the count reaches zero");
+        assert!(t.fd(100).is_err());
         assert!(t.lookup_known(k).is_none());
     }
 
@@ -197,7 +312,41 @@ mod tests {
     fn root_is_never_forgotten() {
         let t = table();
         t.forget(ROOT_ID, 1000);
-        assert!(t.fd(ROOT_ID).is_some());
-        assert!(t.is_empty());
+        assert!(t.fd(ROOT_ID).is_ok());
+        assert_eq!(t.stats().nodes, 1);
+    }
+
+    #[test]
+    fn handle_anchored_nodes_keep_descriptors_bounded() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root = opath(dir.path());
+        let rk = key(&root);
+        if handle_of(root.as_fd()).is_err() || !rustix::process::geteuid().is_root() {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        }
+        let mount_fd = OwnedFd::from(std::fs::File::open(dir.path()).unwrap());
+        let t = InodeTable::new(root, rk, Some(mount_fd), 3);
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, format!("{i}")).unwrap();
+            let fd = opath(&p);
+            let k = key(&fd);
+            ids.push((t.lookup(k, fd), k));
+        }
+        let s = t.stats();
+        assert_eq!((s.nodes, s.pinned, s.cached_fds), (11, 1, 3));
+        // Every node still opens the right object, through its handle when evicted.
+        for (id, k) in &ids {
+            let fd = t.fd(*id).unwrap();
+            assert_eq!(key(&fd), *k);
+        }
+        assert!(t.stats().cached_fds <= 3);
+        for (id, _) in &ids {
+            t.forget(*id, 1);
+        }
+        let s = t.stats();
+        assert_eq!((s.nodes, s.cached_fds), (1, 0));
     }
 }

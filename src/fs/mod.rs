@@ -23,7 +23,7 @@ pub use replies::FuseReplies;
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +47,9 @@ pub struct FsConfig {
     pub writeback_cache: bool,
     /// Refuse every change with EROFS.
     pub read_only: bool,
+    /// Most backing descriptors kept open for the inodes the kernel remembers (the rest are
+    /// reopened by file handle when needed).
+    pub max_cached_fds: usize,
 }
 
 impl Default for FsConfig {
@@ -56,6 +59,7 @@ impl Default for FsConfig {
             entry_timeout: Duration::from_secs(1),
             writeback_cache: false,
             read_only: false,
+            max_cached_fds: 16384,
         }
     }
 }
@@ -126,22 +130,38 @@ impl PassthroughFs {
         })?;
         let st = rustix::fs::fstat(&root)?;
         raise_fd_limit();
+        let is_root = rustix::process::geteuid().is_root();
+        // open_by_handle_at needs CAP_DAC_READ_SEARCH and a filesystem that exports handles;
+        // without them every node pins a descriptor.
+        let mount_fd = if is_root && crate::sys::handle::handle_of(root.as_fd()).is_ok() {
+            rustix::fs::openat(
+                &root,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        } else {
+            None
+        };
+        let use_handles = mount_fd.is_some();
         // Modes arrive from the kernel with the caller's umask already applied; ours must not apply
         // a second time.
         rustix::process::umask(Mode::empty());
+        tracing::debug!(use_handles, "inode table");
         Ok(PassthroughFs {
-            config,
+            config: config.clone(),
             reactor,
-            inodes: InodeTable::new(root, key_of(&st)),
+            inodes: InodeTable::new(root, key_of(&st), mount_fd, config.max_cached_fds),
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
-            is_root: rustix::process::geteuid().is_root(),
+            is_root,
         })
     }
 
     /// The `O_PATH` descriptor of node `ino`.
     fn node_fd(&self, ino: u64) -> OpResult<Arc<OwnedFd>> {
-        self.inodes.fd(ino).ok_or(Errno::ESTALE)
+        self.inodes.fd(ino).map_err(|e| io_errno(&e))
     }
 
     fn check_writable(&self) -> OpResult<()> {

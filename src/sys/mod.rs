@@ -5,4 +5,5 @@
 //! `#![deny(unsafe_code)]`.
 #![allow(unsafe_code)]
 
+pub mod handle;
 pub mod uring;
