@@ -70,16 +70,39 @@ impl PassthroughFs {
         let pfd = self.node_fd(parent)?;
         // O_NOFOLLOW: the kernel only sends create for a name it saw absent; a symlink that appeared
         // since must not be followed (it could lead out of the backing tree).
-        let oflags = self.backing_open_flags(flags) | OFlags::CREATE | OFlags::NOFOLLOW;
-        let oflags = if flags & libc::O_EXCL != 0 {
-            oflags | OFlags::EXCL
-        } else {
-            oflags
-        };
+        let oflags = self.backing_open_flags(flags) | OFlags::NOFOLLOW;
         let perm = self.creation_mode(&pfd, mode, caller);
-        let file = rustix::fs::openat(&*pfd, name, oflags, perm).map_err(errno)?;
+        // Create exclusively, so we know whether this call made the file (then it is handed to the
+        // caller) or found one that appeared meanwhile (then it is opened as it is, unless the
+        // caller asked for O_EXCL).
+        let (file, made) = match rustix::fs::openat(
+            &*pfd,
+            name,
+            oflags | OFlags::CREATE | OFlags::EXCL,
+            perm,
+        ) {
+            Ok(file) => (file, true),
+            Err(e) if e == rustix::io::Errno::EXIST && flags & libc::O_EXCL == 0 => {
+                let file = rustix::fs::openat(&*pfd, name, oflags, Mode::empty()).map_err(errno)?;
+                (file, false)
+            }
+            Err(e) => return Err(errno(e)),
+        };
         let st = rustix::fs::fstat(&file).map_err(errno)?;
-        let id = match self.inodes.lookup_known(key_of(&st)) {
+        // The node of this object, unless it is a stale node whose inode number the new file reused
+        // (see InodeTable::lookup_known).
+        let known = self.inodes.lookup_known(key_of(&st)).and_then(|k| match &k.check {
+            None => Some(k.id),
+            Some(h) => {
+                if crate::sys::handle::handle_of(file.as_fd()).is_ok_and(|f| f == *h) {
+                    Some(k.id)
+                } else {
+                    self.inodes.retire(k.id);
+                    None
+                }
+            }
+        });
+        let id = match known {
             Some(id) => id,
             None => {
                 // An O_PATH descriptor of exactly the object just created, whatever its name is now.
@@ -92,7 +115,7 @@ impl PassthroughFs {
                 self.inodes.lookup(key_of(&st), path_fd)
             }
         };
-        if let Err(e) = self.give_to_caller(&pfd, id, caller) {
+        if made && let Err(e) = self.give_to_caller(&pfd, id, caller) {
             self.inodes.forget(id, 1);
             return Err(e);
         }

@@ -35,6 +35,13 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
+/// A known node found by key; see [`InodeTable::lookup_known`].
+pub struct Known {
+    pub id: u64,
+    /// The handle to compare with the object found, when the node's identity must be checked.
+    pub check: Option<FileHandle>,
+}
+
 enum Anchor {
     Pinned(Arc<OwnedFd>),
     Handle(FileHandle),
@@ -153,20 +160,41 @@ impl InodeTable {
     }
 
     /// If `key` is known, counts one more lookup and returns its id.
-    pub fn lookup_known(&self, key: InodeKey) -> Option<u64> {
+    ///
+    /// A handle-anchored node whose descriptor is not cached does not keep its backing inode alive,
+    /// so the backing filesystem may have freed it and given its number to a new file. The answer
+    /// then carries the node's handle for the caller to compare with the object it found; on a
+    /// mismatch the caller calls [`retire`](Self::retire) and registers the new object.
+    pub fn lookup_known(&self, key: InodeKey) -> Option<Known> {
         let mut t = self.lock();
         let id = *t.by_key.get(&key)?;
         let node = t.by_id.get_mut(&id).expect("by_key and by_id agree");
         node.lookups += 1;
-        Some(id)
+        let check = match &node.anchor {
+            Anchor::Handle(h) if !self.lock_fds().contains(&node.serial) => Some(h.clone()),
+            _ => None,
+        };
+        Some(Known { id, check })
+    }
+
+    /// Node `id` turned out to stand for an object that no longer exists under its key: undo the
+    /// lookup just counted and stop finding it by key (the kernel still forgets it by id).
+    pub fn retire(&self, id: u64) {
+        {
+            let mut t = self.lock();
+            let Some(key) = t.by_id.get(&id).map(|n| n.key) else {
+                return;
+            };
+            if t.by_key.get(&key) == Some(&id) {
+                t.by_key.remove(&key);
+            }
+        }
+        self.forget(id, 1);
     }
 
     /// Counts one lookup of `key`, registering it with descriptor `fd` (an `O_PATH` descriptor of
     /// the object) if it is new. Returns the node id.
     pub fn lookup(&self, key: InodeKey, fd: OwnedFd) -> u64 {
-        if let Some(id) = self.lookup_known(key) {
-            return id;
-        }
         let handle = if self.mount_fd.is_some() && key.dev == self.root_dev {
             handle_of(fd.as_fd()).ok()
         } else {
@@ -281,7 +309,7 @@ mod tests {
         let k = InodeKey { dev: 7, ino: 100 };
         assert_eq!(t.lookup(k, some_fd()), 100);
         assert_eq!(t.lookup(k, some_fd()), 100, "a second link shares the node");
-        assert_eq!(t.lookup_known(k), Some(100));
+        assert_eq!(t.lookup_known(k).map(|k| k.id), Some(100));
         assert_eq!(t.stats().nodes, 2);
         t.forget(100, 2);
         assert_eq!(t.stats().nodes, 2);
@@ -337,6 +365,20 @@ mod tests {
         }
         let s = t.stats();
         assert_eq!((s.nodes, s.pinned, s.cached_fds), (11, 1, 3));
+        // An evicted node must be checked against the object found; a cached one need not be.
+        let (last_id, last_key) = *ids.last().unwrap();
+        assert!(t.lookup_known(last_key).unwrap().check.is_none());
+        t.forget(last_id, 1);
+        let (first_id, first_key) = ids[0];
+        let known = t.lookup_known(first_key).unwrap();
+        assert_eq!(known.id, first_id);
+        assert!(known.check.is_some());
+        t.forget(first_id, 1);
+        // Retiring a node hides it from lookups by key but keeps it for the kernel's forget.
+        t.lookup_known(first_key).unwrap();
+        t.retire(first_id);
+        assert!(t.lookup_known(first_key).is_none());
+        assert!(t.fd(first_id).is_ok());
         // Every node still opens the right object, through its handle when evicted.
         for (id, k) in &ids {
             let fd = t.fd(*id).unwrap();

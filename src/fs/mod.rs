@@ -195,8 +195,18 @@ impl PassthroughFs {
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
         let st = rustix::fs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
-        if let Some(id) = self.inodes.lookup_known(key_of(&st)) {
-            return Ok((id, st));
+        if let Some(known) = self.inodes.lookup_known(key_of(&st)) {
+            match known.check {
+                None => return Ok((known.id, st)),
+                Some(h) => {
+                    let found = crate::sys::handle::handle_of_child(pfd.as_fd(), name);
+                    if found.as_ref().is_ok_and(|f| *f == h) {
+                        return Ok((known.id, st));
+                    }
+                    // The inode number was reused by a new object: this is not that node.
+                    self.inodes.retire(known.id);
+                }
+            }
         }
         let fd = rustix::fs::openat(
             &*pfd,

@@ -24,6 +24,17 @@ pub struct FileHandle {
 
 /// The handle of the object `fd` refers to (any descriptor, `O_PATH` included).
 pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
+    handle_at(fd, c"", libc::AT_EMPTY_PATH)
+}
+
+/// The handle of `name` in directory `dir`, without following a final symlink.
+pub fn handle_of_child(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<FileHandle> {
+    let name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    handle_at(dir, &name, 0)
+}
+
+fn handle_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<FileHandle> {
     let mut raw = RawHandle {
         handle_bytes: MAX_HANDLE_SZ as libc::c_uint,
         handle_type: 0,
@@ -31,15 +42,15 @@ pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
     };
     let mut mount_id: libc::c_int = 0;
     // SAFETY: `raw` is a valid, writable `file_handle` whose `handle_bytes` says how much room
-    // follows it; the path is a NUL-terminated empty string; `mount_id` is a valid out-pointer. All
-    // pointers outlive the call.
+    // follows it; `name` is NUL-terminated; `mount_id` is a valid out-pointer. All pointers outlive
+    // the call.
     let rc = unsafe {
         libc::name_to_handle_at(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
             (&mut raw as *mut RawHandle).cast::<libc::file_handle>(),
             &mut mount_id,
-            libc::AT_EMPTY_PATH,
+            flags,
         )
     };
     if rc != 0 {
@@ -105,5 +116,7 @@ mod tests {
         let b = rustix::fs::fstat(&f).unwrap();
         assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
         assert_eq!(handle_of(fd.as_fd()).unwrap(), h);
+        let by_name = handle_of_child(root.as_fd(), std::ffi::OsStr::new("f")).unwrap();
+        assert_eq!(by_name, h);
     }
 }
