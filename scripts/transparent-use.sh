@@ -154,6 +154,7 @@ direct=$direct
 iodepth=$depth
 verify=crc32c
 verify_fatal=1
+verify_state_save=0
 do_verify=1
 size=24M
 fsync_on_close=1
@@ -183,6 +184,7 @@ ALL_STEPS="cp_a rsync_a xattrs git tar sqlite fio_psync fio_psync_direct fio_lib
 if [[ ${1:-} == --step ]]; then
   set -eEuo pipefail
   STEP_NAME=$2
+  cd "$WORK"
   trap 'echo "step $STEP_NAME: failed (status $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
   "step_$STEP_NAME"
   exit 0
