@@ -301,18 +301,18 @@ fn utimens_explicit_ns(env: &Env) {
             let st = same_attrs(env, rel);
             assert_eq!(
                 (st.atime(), st.atime_nsec()),
-                (a.tv_sec, a.tv_nsec as i64),
+                (a.tv_sec, a.tv_nsec),
                 "{rel}: atime"
             );
             assert_eq!(
                 (st.mtime(), st.mtime_nsec()),
-                (m.tv_sec, m.tv_nsec as i64),
+                (m.tv_sec, m.tv_nsec),
                 "{rel}: mtime"
             );
             let b = lstat(&env.b(rel));
             assert_eq!(
                 (b.atime(), b.atime_nsec()),
-                (a.tv_sec, a.tv_nsec as i64),
+                (a.tv_sec, a.tv_nsec),
                 "{rel}: backing atime"
             );
         }
@@ -364,8 +364,8 @@ fn utimens_now_omit(env: &Env) {
     let before = now_secs();
     set_times(
         &env.v("f"),
-        ts(0, UTIME_OMIT as i64),
-        ts(0, UTIME_NOW as i64),
+        ts(0, UTIME_OMIT),
+        ts(0, UTIME_NOW),
         AtFlags::empty(),
     );
     let after = now_secs();
@@ -385,8 +385,8 @@ fn utimens_now_omit(env: &Env) {
     // atime = now, mtime omitted.
     set_times(
         &env.v("f"),
-        ts(0, UTIME_NOW as i64),
-        ts(0, UTIME_OMIT as i64),
+        ts(0, UTIME_NOW),
+        ts(0, UTIME_OMIT),
         AtFlags::empty(),
     );
     let after = now_secs();
@@ -402,8 +402,8 @@ fn utimens_now_omit(env: &Env) {
     set_times(&env.v("f"), t0a, t0m, AtFlags::empty());
     set_times(
         &env.v("f"),
-        ts(0, UTIME_OMIT as i64),
-        ts(0, UTIME_OMIT as i64),
+        ts(0, UTIME_OMIT),
+        ts(0, UTIME_OMIT),
         AtFlags::empty(),
     );
     let st = same_attrs(env, "f");
@@ -413,8 +413,8 @@ fn utimens_now_omit(env: &Env) {
     // Both now (utimensat with NULL times, as touch(1) does).
     set_times(
         &env.v("f"),
-        ts(0, UTIME_NOW as i64),
-        ts(0, UTIME_NOW as i64),
+        ts(0, UTIME_NOW),
+        ts(0, UTIME_NOW),
         AtFlags::empty(),
     );
     let after = now_secs();
