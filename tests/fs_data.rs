@@ -31,6 +31,9 @@ fs_tests!(
     over_4gib,
     open_unlinked,
     mmap_shared,
+    o_direct,
+    copy_file_range,
+    locks,
 );
 
 const KIB: u64 = 1024;
@@ -777,4 +780,214 @@ fn mmap_shared(env: &Env) {
     drop(private);
     drop(f);
     assert_content(env, "m", &want);
+}
+
+/// A `len`-byte slice of `storage` aligned to 4 KiB (what O_DIRECT needs on any backing device).
+fn aligned(storage: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    storage.clear();
+    storage.resize(len + 4096, 0);
+    let off = storage.as_ptr().align_offset(4096);
+    &mut storage[off..off + len]
+}
+
+fn open_direct(path: &std::path::Path, create: bool) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open O_DIRECT {}: {e}", path.display()))
+}
+
+/// O_DIRECT reads and writes with aligned buffers, 4 KiB and 1 MiB, mixed with buffered I/O.
+fn o_direct(env: &Env) {
+    let f = open_direct(&env.v("d"), true);
+    let big = pseudo_random(71, MIB as usize);
+    let small = pseudo_random(72, 4096);
+    let mut s1 = Vec::new();
+    let buf = aligned(&mut s1, MIB as usize);
+    buf.copy_from_slice(&big);
+    f.write_all_at(buf, 0).expect("O_DIRECT 1 MiB write");
+    let buf = aligned(&mut s1, 4096);
+    buf.copy_from_slice(&small);
+    f.write_all_at(buf, MIB + 8192)
+        .expect("O_DIRECT 4 KiB write");
+    let mut want = big.clone();
+    want.resize((MIB + 8192) as usize, 0);
+    want.extend_from_slice(&small);
+    assert_eq!(f.metadata().unwrap().len(), want.len() as u64);
+
+    // O_DIRECT reads: whole, 4 KiB pieces, and a read running past EOF (short).
+    let mut s2 = Vec::new();
+    let rbuf = aligned(&mut s2, want.len());
+    let mut got = 0;
+    while got < rbuf.len() {
+        let n = f
+            .read_at(&mut rbuf[got..], got as u64)
+            .expect("O_DIRECT read");
+        assert!(n > 0, "O_DIRECT read hit EOF early at {got}");
+        got += n;
+    }
+    assert_bytes_eq(rbuf, &want, "O_DIRECT read of the whole file");
+    for off in [0u64, 4096, MIB - 4096, MIB + 8192] {
+        let rbuf = aligned(&mut s2, 4096);
+        assert_eq!(f.read_at(rbuf, off).unwrap(), 4096);
+        assert_bytes_eq(
+            rbuf,
+            &want[off as usize..off as usize + 4096],
+            "O_DIRECT 4 KiB read",
+        );
+    }
+    let rbuf = aligned(&mut s2, 8192);
+    assert_eq!(
+        f.read_at(rbuf, MIB + 8192).unwrap(),
+        4096,
+        "O_DIRECT read across EOF is short"
+    );
+
+    // Buffered and direct I/O see each other's writes.
+    let buffered = open_rw(&env.v("d"));
+    buffered.write_all_at(&[0x5a; 4096], 4096).unwrap();
+    want[4096..8192].fill(0x5a);
+    let rbuf = aligned(&mut s2, 8192);
+    assert_eq!(f.read_at(rbuf, 0).unwrap(), 8192);
+    assert_bytes_eq(rbuf, &want[..8192], "O_DIRECT read after a buffered write");
+    let buf = aligned(&mut s1, 4096);
+    buf.fill(0xa5);
+    f.write_all_at(buf, 0).unwrap();
+    want[..4096].fill(0xa5);
+    assert_bytes_eq(
+        &pread_full(&buffered, 0, 8192),
+        &want[..8192],
+        "buffered read after O_DIRECT write",
+    );
+    drop((f, buffered));
+    assert_content(env, "d", &want);
+}
+
+fn copy_file_range(env: &Env) {
+    let data = pseudo_random(81, 3 * MIB as usize + 100);
+    write_file(env, "src", &data);
+    let src = File::open(env.v("src")).unwrap();
+    let dst = create_rw(&env.v("dst"));
+    let (mut off_in, mut off_out) = (0u64, 4096u64);
+    let mut left = data.len();
+    while left > 0 {
+        let n =
+            rustix::fs::copy_file_range(&src, Some(&mut off_in), &dst, Some(&mut off_out), left)
+                .expect("copy_file_range");
+        assert!(
+            n > 0,
+            "copy_file_range made no progress with {left} bytes left"
+        );
+        left -= n;
+    }
+    assert_eq!(
+        (off_in, off_out),
+        (data.len() as u64, data.len() as u64 + 4096)
+    );
+    let mut want = vec![0u8; 4096];
+    want.extend_from_slice(&data);
+    drop(dst);
+    assert_content(env, "dst", &want);
+    assert_eq!(same_attrs(env, "dst").size(), want.len() as u64);
+    // Within one file, non-overlapping ranges.
+    let f = open_rw(&env.v("dst"));
+    let (mut a, mut b) = (4096u64, 0u64);
+    let n = rustix::fs::copy_file_range(&f, Some(&mut a), &f, Some(&mut b), 4096).unwrap();
+    assert_eq!(n, 4096);
+    want.copy_within(4096..8192, 0);
+    drop(f);
+    assert_content(env, "dst", &want);
+    // Overlapping ranges in one file are refused.
+    let f = open_rw(&env.v("dst"));
+    let (mut a, mut b) = (0u64, 100u64);
+    expect_errno(
+        rustix::fs::copy_file_range(&f, Some(&mut a), &f, Some(&mut b), 4096),
+        libc::EINVAL,
+        "copy_file_range over overlapping ranges",
+    );
+}
+
+/// F_OFD_SETLK / F_OFD_GETLK with `l_type` on [start, start+len).
+fn ofd(
+    f: &File,
+    cmd: libc::c_int,
+    l_type: i32,
+    start: i64,
+    len: i64,
+) -> std::io::Result<libc::flock> {
+    use std::os::fd::AsRawFd;
+    let mut fl = libc::flock {
+        l_type: l_type as _,
+        l_whence: libc::SEEK_SET as _,
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    };
+    // SAFETY: `fl` is a valid, initialised struct flock that outlives the call.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(fl)
+    }
+}
+
+/// flock and open-file-description record locks between two opens of one file.
+fn locks(env: &Env) {
+    use rustix::fs::FlockOperation as Op;
+    write_file(env, "f", &[0u8; 1000]);
+    let a = open_rw(&env.v("f"));
+    let b = open_rw(&env.v("f"));
+    rustix::fs::flock(&a, Op::NonBlockingLockExclusive).unwrap();
+    expect_errno(
+        rustix::fs::flock(&b, Op::NonBlockingLockShared),
+        libc::EWOULDBLOCK,
+        "flock shared against an exclusive flock",
+    );
+    rustix::fs::flock(&a, Op::Unlock).unwrap();
+    rustix::fs::flock(&b, Op::NonBlockingLockShared).unwrap();
+    rustix::fs::flock(&a, Op::NonBlockingLockShared).unwrap();
+    expect_errno(
+        rustix::fs::flock(&a, Op::NonBlockingLockExclusive),
+        libc::EWOULDBLOCK,
+        "flock upgrade while another holds it shared",
+    );
+    rustix::fs::flock(&a, Op::Unlock).unwrap();
+    rustix::fs::flock(&b, Op::Unlock).unwrap();
+
+    let wr = libc::F_WRLCK;
+    let rd = libc::F_RDLCK;
+    ofd(&a, libc::F_OFD_SETLK, wr, 0, 100).unwrap();
+    expect_err(
+        ofd(&b, libc::F_OFD_SETLK, rd, 50, 10),
+        libc::EAGAIN,
+        "OFD read lock in a write-locked range",
+    );
+    ofd(&b, libc::F_OFD_SETLK, wr, 100, 100).expect("OFD lock of the next range");
+    let conflict = ofd(&b, libc::F_OFD_GETLK, wr, 0, 10).unwrap();
+    assert_eq!(
+        conflict.l_type as i32, wr,
+        "F_OFD_GETLK reports the write lock"
+    );
+    assert_eq!((conflict.l_start, conflict.l_len), (0, 100));
+    let free = ofd(&b, libc::F_OFD_GETLK, wr, 300, 10).unwrap();
+    assert_eq!(
+        free.l_type as i32,
+        libc::F_UNLCK,
+        "F_OFD_GETLK on a free range"
+    );
+    // Closing the description releases its locks.
+    drop(a);
+    ofd(&b, libc::F_OFD_SETLK, wr, 0, 100).expect("lock after the holder closed");
+    let c = open_rw(&env.v("f"));
+    expect_err(
+        ofd(&c, libc::F_OFD_SETLK, rd, 0, 1),
+        libc::EAGAIN,
+        "locked by b",
+    );
 }

@@ -28,6 +28,7 @@ fs_tests!(
     rename_across_dirs,
     link,
     odd_names,
+    setgid_dir,
 );
 
 fn rename_with(env: &Env, from: &str, to: &str, flags: RenameFlags) -> std::io::Result<()> {
@@ -551,4 +552,36 @@ fn odd_names(env: &Env) {
         libc::ENAMETOOLONG,
         "256-byte name",
     );
+}
+
+/// Objects created in a set-group-ID directory take the directory's group; subdirectories
+/// inherit the bit.
+fn setgid_dir(env: &Env) {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    fs::create_dir(env.v("g")).unwrap();
+    chown(env.v("g"), None, Some(4321)).unwrap();
+    fs::set_permissions(env.v("g"), fs::Permissions::from_mode(0o2775)).unwrap();
+    write_file(env, "g/f", b"x");
+    let f = same_attrs(env, "g/f");
+    assert_eq!((f.uid(), f.gid()), (0, 4321), "file in a setgid dir");
+    fs::create_dir(env.v("g/sub")).unwrap();
+    let d = same_attrs(env, "g/sub");
+    assert_eq!((d.uid(), d.gid()), (0, 4321), "subdir in a setgid dir");
+    assert_eq!(
+        d.mode() & 0o2000,
+        0o2000,
+        "subdir inherits setgid: {:o}",
+        d.mode()
+    );
+    symlink("f", env.v("g/l")).unwrap();
+    assert_eq!(
+        same_attrs(env, "g/l").gid(),
+        4321,
+        "symlink in a setgid dir"
+    );
+    mknod_at(&env.v("g/p"), FileType::Fifo, 0o644, 0).unwrap();
+    assert_eq!(same_attrs(env, "g/p").gid(), 4321, "fifo in a setgid dir");
+    // Outside it, the creator's group.
+    write_file(env, "h", b"");
+    assert_eq!(same_attrs(env, "h").gid(), 0);
 }
