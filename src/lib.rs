@@ -5,6 +5,7 @@
 //! - [`sys`]: the only module with `unsafe`: io_uring operations compio lacks.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod fs;
 pub mod reactor;
 pub mod sys;

@@ -6,4 +6,5 @@
 #![allow(unsafe_code)]
 
 pub mod handle;
+pub mod process;
 pub mod uring;

@@ -58,15 +58,15 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            if let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 4])
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 4])
                 .ok()
                 .and_then(|o| u8::from_str_radix(o, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -242,7 +242,10 @@ impl Mounted {
 
     /// The arsyncfs process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).expect("process already reaped")
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("process already reaped")
     }
 
     /// Everything arsyncfs wrote to stderr so far.
@@ -264,7 +267,10 @@ impl Mounted {
                 self.child = None;
                 status
             }
-            None => panic!("arsyncfs did not exit within 30 s; stderr:\n{}", self.stderr()),
+            None => panic!(
+                "arsyncfs did not exit within 30 s; stderr:\n{}",
+                self.stderr()
+            ),
         }
     }
 
@@ -286,14 +292,14 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                send_signal(child.id(), Signal::TERM);
-                if wait_child(&mut child, MOUNT_TIMEOUT).is_none() {
-                    force_unmount(&self.mountpoint);
-                    let _ = child.kill();
-                    let _ = wait_child(&mut child, MOUNT_TIMEOUT);
-                }
+        if let Some(mut child) = self.child.take()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            send_signal(child.id(), Signal::TERM);
+            if wait_child(&mut child, MOUNT_TIMEOUT).is_none() {
+                force_unmount(&self.mountpoint);
+                let _ = child.kill();
+                let _ = wait_child(&mut child, MOUNT_TIMEOUT);
             }
         }
         force_unmount(&self.mountpoint);

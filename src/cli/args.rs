@@ -1,0 +1,140 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+
+use super::error::EXIT_CODES_HELP;
+use super::options::{parse_count, parse_seconds, parse_size};
+
+const ABOUT: &str =
+    "Mount a passthrough view of BACKING on MOUNTPOINT (FUSE, with file data moved on io_uring)";
+
+const LONG_ABOUT: &str = "\
+Mount a passthrough view of the directory BACKING on MOUNTPOINT. Everything done under MOUNTPOINT
+happens to the files under BACKING; file data moves through io_uring with a bounded pool of buffers.
+
+Runs in the foreground by default. SIGINT, SIGTERM or SIGHUP unmount cleanly: in-flight requests are
+answered, the mount goes away, and arsyncfs exits 0. If the mount is busy (open files, a shell's
+current directory), it is detached lazily, like `umount -l`, and those users get ENOTCONN afterwards.
+A second signal exits at once. Unmounting from outside (`umount MOUNTPOINT` or `fusermount3 -u
+MOUNTPOINT`) also ends arsyncfs with status 0.";
+
+const OPTIONS_HELP: &str = "\
+Mount options (-o, comma-separated, repeatable; a later value wins):
+  ro, rw                         read-only or read-write view (default rw)
+  allow_other                    let every user use the mount (default: only the mounting user)
+  allow_root                     let the mounting user and root use the mount
+  default_permissions            the kernel checks permissions (always on)
+  fsname=NAME                    source shown in /proc/mounts (default: the backing path)
+  subtype=NAME                   type shown as fuse.NAME (default arsyncfs)
+  dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
+                                 the usual mount flags (default nodev,nosuid)
+  buffers=N, buffer_size=SIZE, ring_entries=N, threads=N, clone_fd, noclone_fd,
+  attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback, debug
+                                 same as the options of the same name below (debug = -vv)
+  Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
+  owner, group, _netdev, nofail, relatime, norelatime, strictatime, lazytime, nolazytime, diratime,
+  nodiratime, iversion, noiversion, silent, loud, user=NAME, comment=..., x-...
+
+Example fstab line:  /srv/data  /mnt/view  fuse.arsyncfs  defaults,allow_other  0 0";
+
+/// `arsyncfs [OPTIONS] BACKING MOUNTPOINT`
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "arsyncfs",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = "Run `arsyncfs --help` for the -o options and exit codes.",
+    after_long_help = format!("{OPTIONS_HELP}\n\n{EXIT_CODES_HELP}"),
+)]
+pub struct Args {
+    /// The directory to show (the backing tree).
+    #[arg(value_name = "BACKING")]
+    pub backing: PathBuf,
+
+    /// The directory where the view appears. It must not be inside BACKING, nor BACKING inside it.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+
+    /// Mount options, comma-separated, in the mount(8) style (listed at the end of --help).
+    #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
+    pub options: Vec<String>,
+
+    /// Go to the background once the mount is ready. The command then exits 0, or with the error
+    /// and its exit code if mounting failed. The daemon's stdin, stdout and stderr go to /dev/null
+    /// (use --log-file to keep its log).
+    #[arg(long, visible_alias = "background")]
+    pub daemon: bool,
+
+    /// Stay in the foreground (the default; cancels --daemon).
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+
+    /// Read-only view: every change fails with EROFS (same as -o ro).
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Let every user use the mount, not only the one who mounted it (same as -o allow_other).
+    #[arg(long)]
+    pub allow_other: bool,
+
+    /// I/O buffers in the reactor's pool: how many reads and writes can be in flight at once.
+    /// Memory use is at most BUFFERS x BUFFER_SIZE. [default: 128]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub buffers: Option<usize>,
+
+    /// Size of one I/O buffer (suffixes K, M: e.g. 256K, 1M): the largest read or write the kernel
+    /// sends in one request. A multiple of 4K, from 4K to 16M. [default: 1M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub buffer_size: Option<usize>,
+
+    /// Submission queue entries of the io_uring instance (1 to 32768). [default: 256]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub ring_entries: Option<usize>,
+
+    /// FUSE session threads reading requests from the kernel (1 to 64); metadata operations run on
+    /// them. [default: 2]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub threads: Option<usize>,
+
+    /// Give each session thread its own /dev/fuse descriptor (less contention). [default: on]
+    #[arg(long, overrides_with = "no_clone_fd")]
+    pub clone_fd: bool,
+
+    /// Let all session threads share one /dev/fuse descriptor.
+    #[arg(long, overrides_with = "clone_fd")]
+    pub no_clone_fd: bool,
+
+    /// Seconds the kernel may cache file attributes (0 disables; fractions allowed). [default: 1]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub attr_timeout: Option<Duration>,
+
+    /// Seconds the kernel may cache name lookups (0 disables; fractions allowed). [default: 1]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub entry_timeout: Option<Duration>,
+
+    /// Enable the FUSE writeback cache: the kernel gathers writes and sends them in big batches.
+    /// Faster writes, but the backing files see them later. [default: off]
+    #[arg(long, overrides_with = "no_writeback")]
+    pub writeback: bool,
+
+    /// Disable the FUSE writeback cache: every write goes through to the backing file.
+    #[arg(long, overrides_with = "writeback")]
+    pub no_writeback: bool,
+
+    /// More log output on stderr: -v info, -vv debug, -vvv trace. RUST_LOG, when set, takes
+    /// precedence (e.g. RUST_LOG=arsyncfs=debug,fuser=info). [default: warnings and errors]
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Append the log to FILE instead of stderr (useful with --daemon).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Internal: this process is the detached child of `--daemon`; report readiness on stdout.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
+}

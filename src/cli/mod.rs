@@ -1,0 +1,96 @@
+//! The `arsyncfs` command: `arsyncfs [OPTIONS] BACKING MOUNTPOINT`.
+//!
+//! - [`args`]: the clap command line; [`options`]: `-o` lists; [`settings`]: both resolved.
+//! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
+//! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
+//! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
+
+pub mod args;
+pub mod daemon;
+pub mod error;
+pub mod logging;
+pub mod mountinfo;
+pub mod options;
+pub mod run;
+pub mod settings;
+pub mod signals;
+pub mod validate;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use args::Args;
+use error::{CliError, Failure};
+use settings::Settings;
+
+/// clap's error, whatever its layout, as one line.
+fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+        }
+    }
+    format!("{} (see `arsyncfs --help`)", parts.join(" "))
+}
+
+fn report(e: &CliError) -> i32 {
+    eprintln!("{e}");
+    e.exit_code()
+}
+
+/// Runs the command; returns the process exit code. Call it first thing in `main` (before any
+/// thread is started), then exit with the code.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                return 0;
+            }
+            _ => return report(&CliError::usage(clap_error_line(&e))),
+        },
+    };
+    let settings = match Settings::from_args(args) {
+        Ok(s) => s,
+        Err(e) => return report(&e),
+    };
+    if settings.daemon_child {
+        daemon::detach_session();
+    }
+    // Before any thread exists, so that every thread inherits the blocked mask.
+    let blocked = match signals::block() {
+        Ok(b) => b,
+        Err(e) => {
+            return report(&CliError::new(
+                Failure::Other,
+                format!("cannot block signals: {e}"),
+            ));
+        }
+    };
+    if settings.daemon {
+        return daemon::run_parent(blocked).unwrap_or_else(|e| report(&e));
+    }
+    if let Err(e) = logging::init(settings.verbosity, settings.log_file.as_deref()) {
+        return report(&e);
+    }
+    let signals = match signals::listen(blocked) {
+        Ok(rx) => rx,
+        Err(e) => {
+            return report(&CliError::new(
+                Failure::Other,
+                format!("cannot start the signal thread: {e}"),
+            ));
+        }
+    };
+    match run::run(&settings, &signals) {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}

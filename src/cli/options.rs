@@ -1,0 +1,271 @@
+//! `-o` lists in the mount(8) / mount.fuse3 style, and the value parsers shared with the flags.
+
+use std::time::Duration;
+
+use fuser::SessionACL;
+
+use super::error::CliError;
+use super::settings::Settings;
+
+/// Options mount(8), mount.fuse3 or an fstab line may pass that mean nothing to arsyncfs.
+const IGNORED: &[&str] = &[
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
+    "nodiratime",
+    "iversion",
+    "noiversion",
+    "silent",
+    "loud",
+];
+
+/// Ignored prefixes: `user=NAME` (mount(8) passes it for user mounts), `comment=`, `x-*`.
+const IGNORED_PREFIXES: &[&str] = &["user=", "comment=", "x-"];
+
+/// Splits an `-o` value at commas; `\,` is a literal comma (for names that contain one).
+pub fn split_list(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = list.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                cur.push(',');
+                chars.next();
+            }
+            ',' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().filter(|s| !s.is_empty()).collect()
+}
+
+/// Applies one `-o` list to `settings`, left to right.
+pub fn apply(settings: &mut Settings, list: &str) -> Result<(), CliError> {
+    for opt in split_list(list) {
+        apply_one(settings, &opt)?;
+    }
+    Ok(())
+}
+
+fn value_of<'a>(opt: &'a str, key: &str) -> Option<&'a str> {
+    opt.strip_prefix(key)?.strip_prefix('=')
+}
+
+fn bad(opt: &str, why: String) -> CliError {
+    CliError::usage(format!("invalid mount option '{opt}': {why}"))
+}
+
+fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
+    let (key, value) = match opt.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (opt, None),
+    };
+    let no_value = |s: &mut Settings, f: fn(&mut Settings)| -> Result<(), CliError> {
+        if value.is_some() {
+            return Err(bad(opt, format!("'{key}' takes no value")));
+        }
+        f(s);
+        Ok(())
+    };
+    match key {
+        "ro" => no_value(s, |s| s.fs.read_only = true),
+        "rw" => no_value(s, |s| s.fs.read_only = false),
+        "allow_other" => no_value(s, |s| s.acl = SessionACL::All),
+        "allow_root" => no_value(s, |s| s.acl = SessionACL::RootAndOwner),
+        "default_permissions" => no_value(s, |_| {}),
+        "dev" => no_value(s, |s| s.flags.dev = Some(true)),
+        "nodev" => no_value(s, |s| s.flags.dev = Some(false)),
+        "suid" => no_value(s, |s| s.flags.suid = Some(true)),
+        "nosuid" => no_value(s, |s| s.flags.suid = Some(false)),
+        "exec" => no_value(s, |s| s.flags.exec = Some(true)),
+        "noexec" => no_value(s, |s| s.flags.exec = Some(false)),
+        "atime" => no_value(s, |s| s.flags.atime = Some(true)),
+        "noatime" => no_value(s, |s| s.flags.atime = Some(false)),
+        "sync" => no_value(s, |s| s.flags.sync = Some(true)),
+        "async" => no_value(s, |s| s.flags.sync = Some(false)),
+        "dirsync" => no_value(s, |s| s.flags.dirsync = true),
+        "clone_fd" => no_value(s, |s| s.clone_fd = true),
+        "noclone_fd" => no_value(s, |s| s.clone_fd = false),
+        "writeback" | "writeback_cache" => no_value(s, |s| s.fs.writeback_cache = true),
+        "nowriteback" | "no_writeback" | "nowriteback_cache" | "no_writeback_cache" => {
+            no_value(s, |s| s.fs.writeback_cache = false)
+        }
+        "debug" => no_value(s, |s| s.verbosity = s.verbosity.max(2)),
+        "fsname" | "subtype" => {
+            let v = value_of(opt, key)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| bad(opt, format!("'{key}' needs a value, e.g. {key}=NAME")))?;
+            if key == "fsname" {
+                s.fsname = Some(v.to_owned());
+            } else {
+                if v.contains(['/', ' ', '\t', '\n', '\\']) {
+                    return Err(bad(opt, "a subtype is a plain word".into()));
+                }
+                s.subtype = v.to_owned();
+            }
+            Ok(())
+        }
+        "buffers" | "buffer_size" | "ring_entries" | "threads" | "attr_timeout"
+        | "entry_timeout" => {
+            let v =
+                value.ok_or_else(|| bad(opt, format!("'{key}' needs a value, e.g. {key}=N")))?;
+            let with_key = |e: String| bad(opt, e);
+            match key {
+                "buffers" => s.buffers = parse_count(v).map_err(with_key)?,
+                "buffer_size" => s.buffer_size = parse_size(v).map_err(with_key)?,
+                "ring_entries" => s.ring_entries = parse_count(v).map_err(with_key)?,
+                "threads" => s.threads = parse_count(v).map_err(with_key)?,
+                "attr_timeout" => s.fs.attr_timeout = parse_seconds(v).map_err(with_key)?,
+                _ => s.fs.entry_timeout = parse_seconds(v).map_err(with_key)?,
+            }
+            Ok(())
+        }
+        _ if IGNORED.contains(&opt) || IGNORED_PREFIXES.iter().any(|p| opt.starts_with(p)) => {
+            s.ignored_options.push(opt.to_owned());
+            Ok(())
+        }
+        _ => Err(CliError::usage(format!(
+            "unknown mount option '{opt}' (see `arsyncfs --help` for the supported -o options)"
+        ))),
+    }
+}
+
+/// A positive count, like `128`.
+pub fn parse_count(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{v}' is not a positive whole number")),
+    }
+}
+
+/// A size in bytes: `4096`, `256K`, `1M`, `1MiB`, `2m`.
+pub fn parse_size(v: &str) -> Result<usize, String> {
+    let t = v.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(digits_end);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("'{v}' is not a size (e.g. 4096, 256K, 1M)"))?;
+    let mult: usize = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{v}' is not a size (e.g. 4096, 256K, 1M)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{v}' is too large"))
+}
+
+/// Seconds, possibly fractional: `1`, `0.5`, `0`.
+pub fn parse_seconds(v: &str) -> Result<Duration, String> {
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{v}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("'{v}' is not a number of seconds"));
+    }
+    if secs > 365.0 * 86400.0 {
+        return Err(format!("'{v}' seconds is more than a year"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(list: &str) -> Result<Settings, CliError> {
+        let mut s = Settings::default();
+        apply(&mut s, list).map(|()| s)
+    }
+
+    #[test]
+    fn splits_with_escaped_commas() {
+        assert_eq!(split_list("a,b\\,c,,d"), vec!["a", "b,c", "d"]);
+        assert!(split_list("").is_empty());
+    }
+
+    #[test]
+    fn fstab_defaults_are_accepted() {
+        let s =
+            applied("defaults,auto,nouser,_netdev,nofail,x-systemd.automount,comment=x,relatime")
+                .unwrap();
+        assert_eq!(s.ignored_options.len(), 8);
+        assert!(!s.fs.read_only);
+    }
+
+    #[test]
+    fn later_values_win() {
+        let s = applied("ro,rw,nodev,dev,writeback,nowriteback,threads=3,threads=4").unwrap();
+        assert!(!s.fs.read_only);
+        assert_eq!(s.flags.dev, Some(true));
+        assert!(!s.fs.writeback_cache);
+        assert_eq!(s.threads, 4);
+    }
+
+    #[test]
+    fn own_options() {
+        let s = applied(
+            "buffers=64,buffer_size=256K,ring_entries=512,attr_timeout=0.5,entry_timeout=0,\
+             noclone_fd,allow_other,fsname=a\\,b,subtype=view",
+        )
+        .unwrap();
+        assert_eq!(s.buffers, 64);
+        assert_eq!(s.buffer_size, 256 * 1024);
+        assert_eq!(s.ring_entries, 512);
+        assert_eq!(s.fs.attr_timeout, Duration::from_millis(500));
+        assert_eq!(s.fs.entry_timeout, Duration::ZERO);
+        assert!(!s.clone_fd);
+        assert_eq!(s.acl, SessionACL::All);
+        assert_eq!(s.fsname.as_deref(), Some("a,b"));
+        assert_eq!(s.subtype, "view");
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let e = applied("ro,bogus").unwrap_err();
+        assert!(e.message.contains("'bogus'"), "{}", e.message);
+        let e = applied("buffers=x").unwrap_err();
+        assert!(e.message.contains("buffers=x"), "{}", e.message);
+        let e = applied("ro=1").unwrap_err();
+        assert!(e.message.contains("takes no value"), "{}", e.message);
+        assert!(applied("fsname=").is_err());
+        assert!(applied("threads").is_err());
+    }
+
+    #[test]
+    fn sizes_and_seconds() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("256KiB"), Ok(256 << 10));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert_eq!(parse_count("3"), Ok(3));
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("-2").is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! One mount's life: check, start the reactor, mount, serve until a signal or an external unmount,
+//! unmount, drain the reactor.
+
+use std::io;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crossbeam_channel::{Receiver, select};
+
+use super::daemon;
+use super::error::{CliError, Failure};
+use super::mountinfo::{self, MountEntry};
+use super::settings::Settings;
+use super::signals;
+use super::validate;
+use crate::fs::{FuseReplies, PassthroughFs};
+use crate::reactor::Reactor;
+use crate::sys::process::unmount;
+
+/// How unmounting went.
+enum Unmounted {
+    /// The mount is gone; the session threads see the end and stop.
+    Clean,
+    /// The mount was busy and has been detached from the namespace.
+    Detached,
+    /// It was not (or no longer) our mount.
+    NotOurs,
+}
+
+fn reactor_error(e: io::Error) -> CliError {
+    let failure = if e.kind() == io::ErrorKind::InvalidInput {
+        Failure::Usage
+    } else {
+        Failure::IoUring
+    };
+    CliError::new(failure, e.to_string())
+}
+
+/// Runs arsyncfs in this process (the foreground mode, and the daemon child). The caller must exit
+/// the process when this returns: if the mount was busy it has only been detached, and the session
+/// threads still hold /dev/fuse; exiting closes it, which aborts the connection for the remaining
+/// users (as libfuse does).
+pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError> {
+    let paths = validate::check_paths(&settings.backing, &settings.mountpoint)?;
+    validate::check_dev_fuse()?;
+    for opt in &settings.ignored_options {
+        tracing::debug!("ignoring mount option '{opt}'");
+    }
+
+    let reactor =
+        Reactor::<FuseReplies>::start(settings.reactor_config()).map_err(reactor_error)?;
+    let fs = match PassthroughFs::new(&paths.backing, settings.fs.clone(), reactor.handle()) {
+        Ok(fs) => fs,
+        Err(e) => {
+            reactor.shutdown();
+            return Err(CliError::new(
+                Failure::Backing,
+                format!("cannot open backing directory: {e}"),
+            ));
+        }
+    };
+    if let Ok(sig) = signals.try_recv() {
+        tracing::info!("{} before mounting: not mounting", signals::name(sig));
+        drop(fs);
+        reactor.shutdown();
+        return Ok(());
+    }
+
+    let config = settings.fuser_config(&paths.backing);
+    // Returns once the kernel's INIT has been answered: the mount is live.
+    let session = match fuser::spawn_mount(fs, &paths.mountpoint, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            reactor.shutdown();
+            return Err(CliError::new(
+                Failure::Fuse,
+                format!("cannot mount on '{}': {e}", paths.mountpoint.display()),
+            ));
+        }
+    };
+    let ours = mountinfo::find(&paths.mountpoint).ok().flatten();
+    tracing::info!(
+        backing = %paths.backing.display(),
+        mountpoint = %paths.mountpoint.display(),
+        threads = settings.threads,
+        buffers = settings.buffers,
+        buffer_size = settings.buffer_size,
+        "mounted"
+    );
+    if settings.daemon_child
+        && let Err(e) = daemon::notify_ready()
+    {
+        tracing::warn!("could not report readiness to the parent: {e}");
+    }
+
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("arsyncfs-session".into())
+        .spawn(move || {
+            let mut session = session;
+            let guard = std::mem::replace(&mut session.guard, std::thread::spawn(|| Ok(())));
+            // Dropping the session would make fuser unmount the mount point once more, although
+            // the mount is gone by then (its liveness check in 0.18 answers "mounted" for a dead
+            // connection too), and it could hit a new mount at the same path. Leak it instead:
+            // the process is about to exit.
+            std::mem::forget(session);
+            let result = guard
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a FUSE session thread panicked")));
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| CliError::new(Failure::Other, format!("cannot start a thread: {e}")))?;
+
+    select! {
+        recv(done_rx) -> result => {
+            // Unmounted from outside (or the session failed).
+            tracing::info!("the mount went away; stopping");
+            remove_leftover(&paths.mountpoint, ours.as_ref());
+            reactor.shutdown();
+            match result {
+                Ok(Err(e)) => Err(CliError::new(
+                    Failure::Other,
+                    format!("the FUSE session ended with an error: {e}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        recv(signals) -> sig => {
+            let name = sig.map(signals::name).unwrap_or("signal");
+            tracing::info!("{name}: unmounting {}", paths.mountpoint.display());
+            match unmount_ours(&paths.mountpoint, ours.as_ref()) {
+                Unmounted::Clean | Unmounted::NotOurs => {
+                    // The session threads finish the requests they hold and stop.
+                    select! {
+                        recv(done_rx) -> result => {
+                            if let Ok(Err(e)) = result {
+                                tracing::warn!("the FUSE session ended with an error: {e}");
+                            }
+                        }
+                        recv(signals) -> _ => {
+                            return Err(CliError::new(
+                                Failure::Other,
+                                "second signal: exiting without waiting for the session to end",
+                            ));
+                        }
+                    }
+                    reactor.shutdown();
+                    Ok(())
+                }
+                Unmounted::Detached => {
+                    tracing::warn!(
+                        "{} was busy: detached it; its remaining users get ENOTCONN",
+                        paths.mountpoint.display()
+                    );
+                    // Answer what is in flight, then let process exit abort the connection.
+                    reactor.shutdown();
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Whether the topmost mount at `mountpoint` is still the one we made.
+fn is_ours(mountpoint: &Path, ours: Option<&MountEntry>) -> bool {
+    match (mountinfo::find(mountpoint), ours) {
+        (Ok(Some(now)), Some(ours)) => now.id == ours.id,
+        (Ok(Some(_)), None) => true, // could not identify ours: assume it is
+        (Ok(None), _) => false,
+        (Err(_), _) => true,
+    }
+}
+
+fn unmount_ours(mountpoint: &Path, ours: Option<&MountEntry>) -> Unmounted {
+    if !is_ours(mountpoint, ours) {
+        return Unmounted::NotOurs;
+    }
+    match unmount(mountpoint, false) {
+        Ok(()) => Unmounted::Clean,
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => match unmount(mountpoint, true) {
+            Ok(()) => Unmounted::Detached,
+            Err(e) => {
+                tracing::error!("cannot detach {}: {e}", mountpoint.display());
+                Unmounted::Detached
+            }
+        },
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Unmounted::NotOurs,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            // Not root: the setuid helper can unmount what the user mounted.
+            if fusermount_unmount(mountpoint, false) {
+                Unmounted::Clean
+            } else if fusermount_unmount(mountpoint, true) {
+                Unmounted::Detached
+            } else {
+                tracing::error!("cannot unmount {}: {e}", mountpoint.display());
+                Unmounted::Detached
+            }
+        }
+        Err(e) => {
+            tracing::error!("cannot unmount {}: {e}", mountpoint.display());
+            Unmounted::Detached
+        }
+    }
+}
+
+fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> bool {
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-u").arg("-q");
+    if lazy {
+        cmd.arg("-z");
+    }
+    cmd.arg("--")
+        .arg(mountpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    matches!(cmd.status(), Ok(s) if s.success())
+}
+
+/// After the session ended by itself: if our mount is still there (the session failed rather than
+/// being unmounted), detach it so no dead mount is left behind.
+fn remove_leftover(mountpoint: &Path, ours: Option<&MountEntry>) {
+    if ours.is_some() && is_ours(mountpoint, ours) {
+        tracing::warn!("detaching the dead mount at {}", mountpoint.display());
+        if unmount(mountpoint, true).is_err() {
+            let _ = fusermount_unmount(mountpoint, true);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Everything the command line decides, resolved: defaults, then `-o` lists in order, then flags.
+
+use std::path::{Path, PathBuf};
+
+use fuser::{MountOption, SessionACL};
+
+use super::args::Args;
+use super::error::CliError;
+use super::options;
+use crate::fs::FsConfig;
+use crate::reactor::{ALIGN, ReactorConfig};
+
+/// Default FUSE session threads: this is a 2-core target; more threads mostly add contention.
+pub const DEFAULT_THREADS: usize = 2;
+/// Default reactor buffers.
+pub const DEFAULT_BUFFERS: usize = 128;
+/// Default reactor buffer size: the kernel's largest FUSE request (max_pages 256).
+pub const DEFAULT_BUFFER_SIZE: usize = 1 << 20;
+/// Default io_uring submission queue size.
+pub const DEFAULT_RING_ENTRIES: usize = 256;
+
+const MAX_BUFFER_SIZE: usize = 16 << 20;
+const MAX_BUFFERS: usize = 65536;
+const MAX_THREADS: usize = 64;
+const MAX_RING_ENTRIES: usize = 32768;
+
+/// Mount flags set explicitly; `None` keeps the default (nodev, nosuid, exec, relatime, async).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountFlags {
+    pub dev: Option<bool>,
+    pub suid: Option<bool>,
+    pub exec: Option<bool>,
+    pub atime: Option<bool>,
+    pub sync: Option<bool>,
+    pub dirsync: bool,
+}
+
+/// The resolved settings of one arsyncfs run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub backing: PathBuf,
+    pub mountpoint: PathBuf,
+    /// Detach once mounted (`--daemon`), in the parent process.
+    pub daemon: bool,
+    /// This process is the detached child of `--daemon`.
+    pub daemon_child: bool,
+    pub acl: SessionACL,
+    pub fsname: Option<String>,
+    pub subtype: String,
+    pub flags: MountFlags,
+    pub buffers: usize,
+    pub buffer_size: usize,
+    pub ring_entries: usize,
+    pub threads: usize,
+    pub clone_fd: bool,
+    pub fs: FsConfig,
+    pub verbosity: u8,
+    pub log_file: Option<PathBuf>,
+    /// `-o` options accepted and ignored (logged at debug level).
+    pub ignored_options: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            backing: PathBuf::new(),
+            mountpoint: PathBuf::new(),
+            daemon: false,
+            daemon_child: false,
+            acl: SessionACL::Owner,
+            fsname: None,
+            subtype: "arsyncfs".to_owned(),
+            flags: MountFlags::default(),
+            buffers: DEFAULT_BUFFERS,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            ring_entries: DEFAULT_RING_ENTRIES,
+            threads: DEFAULT_THREADS,
+            clone_fd: true,
+            fs: FsConfig::default(),
+            verbosity: 0,
+            log_file: None,
+            ignored_options: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves `args`: defaults, then each `-o` list in order, then the explicit flags.
+    pub fn from_args(args: Args) -> Result<Settings, CliError> {
+        let mut s = Settings {
+            backing: args.backing,
+            mountpoint: args.mountpoint,
+            ..Settings::default()
+        };
+        for list in &args.options {
+            options::apply(&mut s, list)?;
+        }
+        s.daemon = args.daemon && !args.foreground && !args.daemon_child;
+        s.daemon_child = args.daemon_child;
+        if args.read_only {
+            s.fs.read_only = true;
+        }
+        if args.allow_other {
+            s.acl = SessionACL::All;
+        }
+        if let Some(n) = args.buffers {
+            s.buffers = n;
+        }
+        if let Some(n) = args.buffer_size {
+            s.buffer_size = n;
+        }
+        if let Some(n) = args.ring_entries {
+            s.ring_entries = n;
+        }
+        if let Some(n) = args.threads {
+            s.threads = n;
+        }
+        if args.clone_fd {
+            s.clone_fd = true;
+        }
+        if args.no_clone_fd {
+            s.clone_fd = false;
+        }
+        if let Some(t) = args.attr_timeout {
+            s.fs.attr_timeout = t;
+        }
+        if let Some(t) = args.entry_timeout {
+            s.fs.entry_timeout = t;
+        }
+        if args.writeback {
+            s.fs.writeback_cache = true;
+        }
+        if args.no_writeback {
+            s.fs.writeback_cache = false;
+        }
+        s.verbosity = s.verbosity.max(args.verbose);
+        s.log_file = args.log_file;
+        s.check_ranges()?;
+        Ok(s)
+    }
+
+    fn check_ranges(&self) -> Result<(), CliError> {
+        if self.buffer_size < ALIGN
+            || self.buffer_size > MAX_BUFFER_SIZE
+            || !self.buffer_size.is_multiple_of(ALIGN)
+        {
+            return Err(CliError::usage(format!(
+                "buffer size {} is not a multiple of 4K between 4K and 16M",
+                self.buffer_size
+            )));
+        }
+        if self.buffers > MAX_BUFFERS {
+            return Err(CliError::usage(format!(
+                "{} buffers is too many (at most {MAX_BUFFERS})",
+                self.buffers
+            )));
+        }
+        if self.threads > MAX_THREADS {
+            return Err(CliError::usage(format!(
+                "{} session threads is too many (at most {MAX_THREADS})",
+                self.threads
+            )));
+        }
+        if self.ring_entries > MAX_RING_ENTRIES {
+            return Err(CliError::usage(format!(
+                "{} ring entries is too many (at most {MAX_RING_ENTRIES})",
+                self.ring_entries
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn reactor_config(&self) -> ReactorConfig {
+        ReactorConfig {
+            buffers: self.buffers,
+            buffer_size: self.buffer_size,
+            ring_entries: self.ring_entries as u32,
+        }
+    }
+
+    /// The fuser configuration for mounting `backing` (canonical) with these settings.
+    pub fn fuser_config(&self, backing: &Path) -> fuser::Config {
+        let mut opts = vec![
+            MountOption::FSName(
+                self.fsname
+                    .clone()
+                    .unwrap_or_else(|| backing.to_string_lossy().into_owned()),
+            ),
+            // As a kernel option, so that the mount's type reads fuse.<subtype> (fuser's own
+            // Subtype only names the source when mounting directly).
+            MountOption::CUSTOM(format!("subtype={}", self.subtype)),
+            // The filesystem relies on the kernel's permission checks (it runs as root).
+            MountOption::DefaultPermissions,
+            if self.fs.read_only {
+                MountOption::RO
+            } else {
+                MountOption::RW
+            },
+        ];
+        let f = &self.flags;
+        let pairs = [
+            (f.dev, MountOption::Dev, MountOption::NoDev),
+            (f.suid, MountOption::Suid, MountOption::NoSuid),
+            (f.exec, MountOption::Exec, MountOption::NoExec),
+            (f.atime, MountOption::Atime, MountOption::NoAtime),
+            (f.sync, MountOption::Sync, MountOption::Async),
+        ];
+        for (choice, yes, no) in pairs {
+            match choice {
+                Some(true) => opts.push(yes),
+                Some(false) => opts.push(no),
+                None => {}
+            }
+        }
+        if f.dirsync {
+            opts.push(MountOption::DirSync);
+        }
+        let mut config = fuser::Config::default();
+        config.mount_options = opts;
+        config.acl = self.acl;
+        config.n_threads = Some(self.threads);
+        config.clone_fd = self.clone_fd && self.threads > 1;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(argv: &[&str]) -> Result<Settings, CliError> {
+        let args = Args::try_parse_from(std::iter::once("arsyncfs").chain(argv.iter().copied()))
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        Settings::from_args(args)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&["/a", "/b"]).unwrap();
+        assert_eq!(s.threads, 2);
+        assert_eq!((s.buffers, s.buffer_size), (128, 1 << 20));
+        assert!(s.clone_fd && !s.daemon && !s.fs.read_only);
+        let c = s.fuser_config(Path::new("/a"));
+        assert_eq!(c.n_threads, Some(2));
+        assert!(c.clone_fd);
+        assert!(c.mount_options.contains(&MountOption::FSName("/a".into())));
+        assert!(
+            c.mount_options
+                .contains(&MountOption::CUSTOM("subtype=arsyncfs".into()))
+        );
+        assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
+    }
+
+    #[test]
+    fn flags_override_o() {
+        let s = parse(&[
+            "-o",
+            "threads=4,buffers=8,writeback",
+            "--threads",
+            "1",
+            "--no-writeback",
+            "--read-only",
+            "/a",
+            "/b",
+        ])
+        .unwrap();
+        assert_eq!(s.threads, 1);
+        assert_eq!(s.buffers, 8);
+        assert!(!s.fs.writeback_cache);
+        assert!(s.fs.read_only);
+        let c = s.fuser_config(Path::new("/a"));
+        assert!(!c.clone_fd, "clone_fd is pointless with one thread");
+        assert!(c.mount_options.contains(&MountOption::RO));
+    }
+
+    #[test]
+    fn ranges() {
+        assert!(parse(&["--buffer-size", "1000", "/a", "/b"]).is_err());
+        assert!(parse(&["--buffer-size", "32M", "/a", "/b"]).is_err());
+        assert!(parse(&["--threads", "65", "/a", "/b"]).is_err());
+        assert!(parse(&["--ring-entries", "65536", "/a", "/b"]).is_err());
+        assert!(parse(&["-o", "buffers=0", "/a", "/b"]).is_err());
+        assert!(parse(&["--buffer-size", "256K", "/a", "/b"]).is_ok());
+    }
+
+    #[test]
+    fn daemon_and_foreground() {
+        assert!(parse(&["--daemon", "/a", "/b"]).unwrap().daemon);
+        assert!(!parse(&["--daemon", "-f", "/a", "/b"]).unwrap().daemon);
+        let child = parse(&["--daemon-child", "--daemon", "/a", "/b"]).unwrap();
+        assert!(!child.daemon && child.daemon_child);
+    }
+}
