@@ -12,6 +12,7 @@ use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
 use super::creds::Caller;
 use super::handles::Handle;
+use super::inodes::DataStamp;
 use super::{OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
 impl PassthroughFs {
@@ -34,6 +35,21 @@ impl PassthroughFs {
         FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
     }
 
+    /// Records the file's contents stamp for node `ino`; true if it is unchanged since the kernel
+    /// last cached its pages, so it may keep them (libfuse's auto_cache: a change made directly in
+    /// the backing directory is seen at the next open, and by open files through the kernel's
+    /// automatic invalidation when attributes are refreshed).
+    fn stamp_unchanged(&self, ino: u64, file: &impl AsFd) -> bool {
+        let Ok(st) = rustix::fs::fstat(file) else {
+            return false;
+        };
+        let stamp = DataStamp {
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            size: st.st_size as u64,
+        };
+        self.inodes.swap_data_stamp(ino, stamp) == Some(stamp)
+    }
+
     fn check_open_writable(&self, flags: i32) -> OpResult<()> {
         let acc = flags & libc::O_ACCMODE;
         if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
@@ -51,10 +67,14 @@ impl PassthroughFs {
             Mode::empty(),
         )
         .map_err(errno)?;
+        let mut fopen = self.fopen_flags();
+        if self.config.keep_cache && self.stamp_unchanged(ino, &file) {
+            fopen |= FopenFlags::FOPEN_KEEP_CACHE;
+        }
         let fh = self
             .handles
             .insert(Handle::File(Arc::new(File::from(file))));
-        Ok((fh, self.fopen_flags()))
+        Ok((fh, fopen))
     }
 
     pub(super) fn op_create(
@@ -156,9 +176,15 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn op_release(&self, fh: u64, reply: fuser::ReplyEmpty) {
+    pub(super) fn op_release(&self, ino: u64, fh: u64, reply: fuser::ReplyEmpty) {
         match self.handles.remove(fh) {
-            Some(Handle::File(file)) => self.reactor.close(file, reply),
+            Some(Handle::File(file)) => {
+                // Writes through this handle changed the file as the kernel's cache knows it.
+                if self.config.keep_cache {
+                    self.stamp_unchanged(ino, &*file);
+                }
+                self.reactor.close(file, reply)
+            }
             Some(Handle::Dir(_)) | None => reply.error(Errno::EBADF),
         }
     }

@@ -281,14 +281,14 @@ impl fuser::Filesystem for PassthroughFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.op_release(fh.0, reply);
+        self.op_release(ino.0, fh.0, reply);
     }
 
     fn fsync(

@@ -55,6 +55,16 @@ struct Node {
     /// descriptor opened for a node that was forgotten meanwhile can never serve a newer node that
     /// got the same id.
     serial: u64,
+    /// What the backing file looked like when the kernel last cached its pages (see
+    /// [`InodeTable::swap_data_stamp`]).
+    data_stamp: Option<DataStamp>,
+}
+
+/// The parts of a file's metadata that change whenever its contents change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataStamp {
+    pub mtime: (i64, i64),
+    pub size: u64,
 }
 
 struct Tables {
@@ -100,6 +110,7 @@ impl InodeTable {
                 key: root_key,
                 lookups: 1,
                 serial: 0,
+                data_stamp: None,
             },
         );
         let mut by_key = HashMap::new();
@@ -238,6 +249,7 @@ impl InodeTable {
                 key,
                 lookups: 1,
                 serial,
+                data_stamp: None,
             },
         );
         t.by_key.insert(key, id);
@@ -260,6 +272,14 @@ impl InodeTable {
             drop(t);
             self.lock_fds().pop(&node.serial);
         }
+    }
+
+    /// Records `stamp` as node `id`'s contents now and returns the previous record. An open may let
+    /// the kernel keep its cached pages only if the file is unchanged since they were cached.
+    pub fn swap_data_stamp(&self, id: u64, stamp: DataStamp) -> Option<DataStamp> {
+        let mut t = self.lock();
+        let node = t.by_id.get_mut(&id)?;
+        node.data_stamp.replace(stamp)
     }
 
     /// Counters now.
@@ -334,6 +354,21 @@ mod tests {
         assert!(clash >= SYNTHETIC_BASE && clash != other_dev);
         let natural = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd());
         assert_eq!(natural, 100);
+    }
+
+    #[test]
+    fn data_stamps_are_swapped_per_node() {
+        let t = table();
+        let id = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd());
+        let a = DataStamp {
+            mtime: (1, 2),
+            size: 3,
+        };
+        let b = DataStamp { size: 4, ..a };
+        assert_eq!(t.swap_data_stamp(id, a), None);
+        assert_eq!(t.swap_data_stamp(id, a), Some(a));
+        assert_eq!(t.swap_data_stamp(id, b), Some(a));
+        assert_eq!(t.swap_data_stamp(999, a), None);
     }
 
     #[test]

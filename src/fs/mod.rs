@@ -47,6 +47,9 @@ pub struct FsConfig {
     pub writeback_cache: bool,
     /// Refuse every change with EROFS.
     pub read_only: bool,
+    /// Let the kernel keep a file's cached pages across opens while the backing file's mtime and
+    /// size are unchanged (libfuse's auto_cache).
+    pub keep_cache: bool,
     /// Most backing descriptors kept open for the inodes the kernel remembers (the rest are
     /// reopened by file handle when needed).
     pub max_cached_fds: usize,
@@ -59,6 +62,7 @@ impl Default for FsConfig {
             entry_timeout: Duration::from_secs(1),
             writeback_cache: false,
             read_only: false,
+            keep_cache: true,
             max_cached_fds: 16384,
         }
     }
