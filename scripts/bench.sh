@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: the side-by-side benchmark (issue 5), one command, as root:
+#
+#   bash scripts/bench.sh
+#
+# Sets the machine up (scripts/setup.sh), builds libfuse's passthrough_ll (C reference) and arsyncfs
+# (release), mounts both over one temp backing directory, and runs the same fio jobs on the native
+# backing directory, the passthrough_ll mount and the arsyncfs mount, interleaved run by run, REPS
+# times. Writes docs/benchmarks.md (medians, ratios, resources), docs/benchmarks.svg and
+# docs/scaling.svg; the raw runs go to target/bench/results-DATE.json. Both mounts are unmounted on
+# every path (end, error, Ctrl-C).
+#
+# Environment (defaults in brackets):
+#   REPS [3]           repetitions of every run
+#   RUNTIME [10]       seconds per fio run (plus RAMP seconds of ramp, default 2, 0 if RUNTIME < 5)
+#   TARGETS ["native passthrough_ll arsyncfs"]  which targets, in order
+#   JOBS [.]           regex on job ids (seqread-1m, seqread-1m-j4, seqwrite-1m, randread-4k-qd1-io_uring,
+#                      randread-4k-qd1-libaio, randread-4k-qd32-io_uring, randread-4k-qd32-libaio,
+#                      randwrite-4k-qd32, randrw-4k-qd32-j4)
+#   MODES ["buffered direct"]  CACHES ["warm cold"]  SCALING [1]  META [1]  META_FILES [20000]
+#   FILE_SIZE [512M]   size of each fio data file (up to 8 shared read files + 4 write files per target)
+#   ARSYNCFS_BIN       use this arsyncfs binary instead of building target/release/arsyncfs
+#   ARSYNCFS_OPTS      extra arsyncfs arguments (default: none, i.e. arsyncfs' defaults)
+#   PT_OPTS            extra passthrough_ll -o options (default: none, i.e. its defaults: cache=auto,
+#                      timeout=1.0, no writeback, multi-threaded)
+#   OUT_MD [docs/benchmarks.md] OUT_SVG [docs/benchmarks.svg] OUT_SCALING [docs/scaling.svg]
+#   BENCH_TMP [/tmp]   where the temp backing directory and mount points go (needs disk space:
+#                      about (8 + 4 x number of targets) x FILE_SIZE)
+#
+# Quick smoke run (a couple of minutes):
+#   REPS=1 RUNTIME=2 FILE_SIZE=64M META_FILES=2000 JOBS='seqread-1m$|randread-4k-qd32-io_uring' bash scripts/bench.sh
+set -euo pipefail
+
+SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+REPO=$(cd "$(dirname "$SCRIPT")/.." && pwd)
+cd "$REPO"
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,33p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+if [[ $# -gt 0 ]]; then
+  echo "bench.sh: takes no arguments (configure with environment variables, see --help)" >&2
+  exit 2
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench.sh: must run as root (mounts, drops caches)" >&2
+  exit 1
+fi
+
+REPS=${REPS:-3}
+RUNTIME=${RUNTIME:-10}
+TARGETS=${TARGETS:-"native passthrough_ll arsyncfs"}
+FILE_SIZE=${FILE_SIZE:-512M}
+OUT_MD=${OUT_MD:-docs/benchmarks.md}
+OUT_SVG=${OUT_SVG:-docs/benchmarks.svg}
+OUT_SCALING=${OUT_SCALING:-docs/scaling.svg}
+for t in $TARGETS; do
+  case $t in native | passthrough_ll | arsyncfs) ;; *) echo "bench.sh: unknown target: $t" >&2; exit 2 ;; esac
+done
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: REPS must be a positive integer" >&2; exit 2; }
+[[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: RUNTIME must be a positive integer (seconds)" >&2; exit 2; }
+
+# The exact command, for the report.
+COMMAND="bash scripts/bench.sh"
+for v in REPS RUNTIME TARGETS JOBS MODES CACHES SCALING META META_FILES FILE_SIZE RAMP ARSYNCFS_OPTS PT_OPTS; do
+  if [[ -n ${!v:-} ]]; then COMMAND="$v=$(printf '%q' "${!v}") $COMMAND"; fi
+done
+
+bash scripts/setup.sh
+
+PT_BIN=""
+AR_BIN=""
+if [[ " $TARGETS " == *" passthrough_ll "* ]]; then
+  PT_BIN=$(bash scripts/bench/build-passthrough-ll.sh)
+fi
+if [[ " $TARGETS " == *" arsyncfs "* ]]; then
+  if [[ -n ${ARSYNCFS_BIN:-} ]]; then
+    AR_BIN=$(readlink -f "$ARSYNCFS_BIN")
+  else
+    cargo build --release --bin arsyncfs
+    AR_BIN=$REPO/target/release/arsyncfs
+  fi
+  [[ -x $AR_BIN ]] || { echo "bench.sh: not an executable: $AR_BIN" >&2; exit 1; }
+fi
+
+mkdir -p target/bench
+WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/arsyncfs-bench.XXXXXX")
+BACKING=$WORK/backing
+mkdir -p "$BACKING"
+declare -A MNT=() PID=() CONN=()
+
+is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
+
+# Unmount one target's mount and stop its daemon: clean unmount first, then the daemon gets 10 s to
+# exit by itself, then SIGTERM/SIGKILL; a mount that is still there is aborted and lazily unmounted.
+stop_target() {
+  local t=$1 mnt=${MNT[$1]:-} pid=${PID[$1]:-} i
+  [[ -n $mnt ]] || return 0
+  if is_mounted "$mnt"; then
+    fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" 2>/dev/null || true
+  fi
+  if [[ -n $pid ]]; then
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "bench.sh: $t (pid $pid) still running after unmount: SIGTERM" >&2
+      kill -TERM "$pid" 2>/dev/null || true
+      sleep 2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  fi
+  if is_mounted "$mnt"; then
+    if [[ -n ${CONN[$t]:-} ]]; then
+      echo 1 >"/sys/fs/fuse/connections/${CONN[$t]}/abort" 2>/dev/null || true
+    fi
+    umount -l "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
+  fi
+  unset "MNT[$t]"
+}
+
+RUNNER_PID=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $RUNNER_PID ]]; then
+    kill -TERM "$RUNNER_PID" 2>/dev/null || true
+    wait "$RUNNER_PID" 2>/dev/null || true
+  fi
+  for t in "${!MNT[@]}"; do stop_target "$t"; done
+  local left
+  left=$(awk -v w="$WORK/" 'index($2, w) == 1' /proc/mounts)
+  if [[ -n $left ]]; then
+    echo "bench.sh: WARNING: mounts left under $WORK: $left" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Start a FUSE daemon in the foreground (as a background job) and wait for its mount.
+start_target() {
+  local t=$1 mnt=$WORK/mnt-$1
+  mkdir -p "$mnt"
+  MNT[$t]=$mnt
+  case $t in
+    passthrough_ll)
+      # shellcheck disable=SC2086
+      "$PT_BIN" -f -o "source=$BACKING${PT_OPTS:+,$PT_OPTS}" "$mnt" >"$WORK/$t.log" 2>&1 &
+      ;;
+    arsyncfs)
+      # shellcheck disable=SC2086
+      "$AR_BIN" ${ARSYNCFS_OPTS:-} "$BACKING" "$mnt" >"$WORK/$t.log" 2>&1 &
+      ;;
+  esac
+  PID[$t]=$!
+  local i
+  for ((i = 0; i < 300; i++)); do
+    is_mounted "$mnt" && break
+    if ! kill -0 "${PID[$t]}" 2>/dev/null; then
+      echo "bench.sh: $t exited before mounting:" >&2
+      cat "$WORK/$t.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  is_mounted "$mnt" || { echo "bench.sh: $t did not mount within 30 s" >&2; exit 1; }
+  CONN[$t]=$(awk -v m="$mnt" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo)
+  echo "bench.sh: $t (pid ${PID[$t]}) mounted on $mnt"
+}
+
+TARGET_ARGS=()
+for t in $TARGETS; do
+  if [[ $t == native ]]; then
+    TARGET_ARGS+=(--target "native=$BACKING")
+  else
+    start_target "$t"
+    TARGET_ARGS+=(--target "$t=${MNT[$t]}:${PID[$t]}")
+  fi
+done
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=$REPO/target/bench/results-$STAMP.json
+INFO=(--info "arsyncfs_opts=${ARSYNCFS_OPTS:-(defaults)}" --info "passthrough_ll_opts=${PT_OPTS:-(defaults: cache=auto, timeout=1.0, no writeback)}")
+if [[ -n $AR_BIN ]]; then
+  INFO+=(--info "arsyncfs_commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- src 2>/dev/null || echo +dirty)")
+fi
+
+python3 scripts/bench/run.py --backing "$BACKING" "${TARGET_ARGS[@]}" --out "$RESULTS" \
+  --reps "$REPS" --runtime "$RUNTIME" ${RAMP:+--ramp-time "$RAMP"} --file-size "$FILE_SIZE" \
+  --jobs "${JOBS:-.}" --modes "${MODES:-buffered direct}" --caches "${CACHES:-warm cold}" \
+  --scaling "${SCALING:-1}" --meta "${META:-1}" --meta-files "${META_FILES:-20000}" \
+  --command "$COMMAND" "${INFO[@]}" &
+RUNNER_PID=$!
+wait "$RUNNER_PID"
+RUNNER_PID=""
+
+for t in "${!MNT[@]}"; do stop_target "$t"; done
+
+python3 scripts/bench/report.py "$RESULTS" --md "$OUT_MD" --svg "$OUT_SVG" --scaling "$OUT_SCALING"
+echo "bench.sh: wrote $OUT_MD, $OUT_SVG, $OUT_SCALING (raw: $RESULTS)"
