@@ -172,3 +172,74 @@ fn daemon_failure_is_reported_by_the_command() {
     assert!(!is_mounted(&mnt));
     assert!(find_daemon(&mnt).is_none());
 }
+
+#[test]
+fn works_as_a_mount_helper_for_fstab() {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    let (dir, backing, mnt) = dirs();
+    std::fs::write(backing.join("f"), b"fstab").unwrap();
+    // mount(8) runs /sbin/mount.fuse.arsyncfs SPEC DIR [-s] [-f] [-n] [-v] -o OPTIONS.
+    let helper = dir.path().join("mount.fuse.arsyncfs");
+    std::os::unix::fs::symlink(arsyncfs_bin(), &helper).unwrap();
+    let mut guard = DaemonGuard {
+        pid: None,
+        mountpoint: mnt.clone(),
+    };
+
+    // -f (fake): checks, does not mount, leaves no process.
+    let out = Command::new(&helper)
+        .arg(&backing)
+        .arg(&mnt)
+        .args(["-f", "-n", "-o", "rw,nofail"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&mnt));
+    assert!(find_daemon(&mnt).is_none());
+
+    // Without -s, an unknown option is an error; with -s it is skipped.
+    let out = Command::new(&helper)
+        .arg(&backing)
+        .arg(&mnt)
+        .args(["-n", "-o", "rw,frobnicate"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'frobnicate'"));
+
+    // The real thing: goes to the background once mounted, like a libfuse filesystem.
+    let out = Command::new(&helper)
+        .arg(&backing)
+        .arg(&mnt)
+        .args([
+            "-s",
+            "-n",
+            "-o",
+            "rw,nofail,_netdev,frobnicate",
+            "-t",
+            "fuse.arsyncfs",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    guard.pid = find_daemon(&mnt);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&mnt));
+    assert_eq!(std::fs::read(mnt.join("f")).unwrap(), b"fstab");
+    let pid = guard.pid.expect("daemon process");
+    send_signal(pid, Signal::TERM);
+    let code = reap(pid, Duration::from_secs(30)).expect("the daemon did not exit");
+    guard.pid = None;
+    assert_eq!(code, Some(0));
+    assert!(!is_mounted(&mnt));
+}

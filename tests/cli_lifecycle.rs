@@ -11,7 +11,7 @@ use mount::{Mounted, Signal, is_mounted, mount_entry};
 
 #[test]
 fn mounts_as_fuse_arsyncfs_and_sigterm_unmounts() {
-    let m = Mounted::spawn(&[] as &[&str], |b| {
+    let mut m = Mounted::spawn(&[] as &[&str], |b| {
         std::fs::write(b.join("hello"), b"hi").unwrap()
     });
     let entry = mount_entry(m.mountpoint()).expect("mounted");
@@ -26,7 +26,12 @@ fn mounts_as_fuse_arsyncfs_and_sigterm_unmounts() {
         std::fs::read(m.backing().join("new")).unwrap(),
         b"through the mount"
     );
-    m.unmount();
+    m.signal(Signal::TERM);
+    let status = m.wait_exit();
+    assert!(status.success(), "{status}; stderr:\n{}", m.stderr());
+    assert!(!is_mounted(m.mountpoint()));
+    // Quiet by default: nothing on stderr for a normal life.
+    assert_eq!(m.stderr(), "");
 }
 
 #[test]

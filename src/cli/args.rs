@@ -33,12 +33,16 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
                                  the usual mount flags (default nodev,nosuid)
   buffers=N, buffer_size=SIZE, ring_entries=N, threads=N, clone_fd, noclone_fd,
   attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback, debug
-                                 same as the options of the same name below (debug = -vv)
+                                 same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
   owner, group, _netdev, nofail, relatime, norelatime, strictatime, lazytime, nolazytime, diratime,
   nodiratime, iversion, noiversion, silent, loud, user=NAME, comment=..., x-...
 
-Example fstab line:  /srv/data  /mnt/view  fuse.arsyncfs  defaults,allow_other  0 0";
+fstab: install the binary as mount(8)'s helper too, `ln -s /usr/local/bin/arsyncfs
+/sbin/mount.fuse.arsyncfs`; run under that name it takes mount(8)'s helper arguments (-s sloppy,
+-f fake, -n, -v, -o, -t) and goes to the background once the mount is live. Then a line like
+  /srv/data  /mnt/view  fuse.arsyncfs  defaults,allow_other  0 0
+works with `mount /mnt/view` and `umount /mnt/view`.";
 
 /// `arsyncfs [OPTIONS] BACKING MOUNTPOINT`
 #[derive(Parser, Debug, Default)]
@@ -137,4 +141,12 @@ pub struct Args {
     /// Internal: this process is the detached child of `--daemon`; report readiness on stdout.
     #[arg(long, hide = true)]
     pub daemon_child: bool,
+
+    /// mount(8) `-s`: ignore unknown -o options (with a warning) instead of failing.
+    #[arg(long, hide = true)]
+    pub sloppy: bool,
+
+    /// mount(8) `-f`: check everything, then exit 0 without mounting.
+    #[arg(long, hide = true)]
+    pub fake: bool,
 }

@@ -7,6 +7,7 @@
 //! `ready`; if the child exits first, its one-line error has gone to the shared stderr already and
 //! the parent exits with the child's status.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
@@ -20,9 +21,9 @@ const READY_LINE: &str = "ready";
 /// The hidden flag that makes a process the daemon child.
 pub const CHILD_FLAG: &str = "--daemon-child";
 
-/// Runs the `--daemon` parent: starts the child and waits until the mount is ready or the child
-/// failed. Returns the exit code.
-pub fn run_parent(blocked: BlockedSignals) -> Result<i32, CliError> {
+/// Runs the `--daemon` parent: starts the child with `args` (the command line without argv0) and
+/// waits until the mount is ready or the child failed. Returns the exit code.
+pub fn run_parent(blocked: BlockedSignals, args: &[OsString]) -> Result<i32, CliError> {
     let exe = std::env::current_exe().map_err(|e| {
         CliError::new(
             Failure::Other,
@@ -31,7 +32,7 @@ pub fn run_parent(blocked: BlockedSignals) -> Result<i32, CliError> {
     })?;
     let mut child = Command::new(&exe)
         .arg(CHILD_FLAG)
-        .args(std::env::args_os().skip(1))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -3,11 +3,13 @@
 //! - [`args`]: the clap command line; [`options`]: `-o` lists; [`settings`]: both resolved.
 //! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
 //! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
+//! - [`helper`]: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
 //! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
 
 pub mod args;
 pub mod daemon;
 pub mod error;
+pub mod helper;
 pub mod logging;
 pub mod mountinfo;
 pub mod options;
@@ -15,6 +17,8 @@ pub mod run;
 pub mod settings;
 pub mod signals;
 pub mod validate;
+
+use std::ffi::OsString;
 
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -47,7 +51,17 @@ fn report(e: &CliError) -> i32 {
 /// Runs the command; returns the process exit code. Call it first thing in `main` (before any
 /// thread is started), then exit with the code.
 pub fn main() -> i32 {
-    let args = match Args::try_parse() {
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.first().is_some_and(|a| helper::is_helper(a)) {
+        match helper::translate(&argv[1..]) {
+            Ok(rest) => {
+                argv.truncate(1);
+                argv.extend(rest);
+            }
+            Err(e) => return report(&e),
+        }
+    }
+    let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -75,7 +89,7 @@ pub fn main() -> i32 {
         }
     };
     if settings.daemon {
-        return daemon::run_parent(blocked).unwrap_or_else(|e| report(&e));
+        return daemon::run_parent(blocked, &argv[1..]).unwrap_or_else(|e| report(&e));
     }
     if let Err(e) = logging::init(settings.verbosity, settings.log_file.as_deref()) {
         return report(&e);

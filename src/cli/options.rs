@@ -140,6 +140,10 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
             s.ignored_options.push(opt.to_owned());
             Ok(())
         }
+        _ if s.sloppy => {
+            s.unknown_options.push(opt.to_owned());
+            Ok(())
+        }
         _ => Err(CliError::usage(format!(
             "unknown mount option '{opt}' (see `arsyncfs --help` for the supported -o options)"
         ))),
@@ -211,6 +215,19 @@ mod tests {
                 .unwrap();
         assert_eq!(s.ignored_options.len(), 8);
         assert!(!s.fs.read_only);
+    }
+
+    #[test]
+    fn sloppy_skips_unknown_options() {
+        let mut s = Settings {
+            sloppy: true,
+            ..Settings::default()
+        };
+        apply(&mut s, "ro,frobnicate,max_read=4096").unwrap();
+        assert!(s.fs.read_only);
+        assert_eq!(s.unknown_options, vec!["frobnicate", "max_read=4096"]);
+        // A bad value of a known option is still an error.
+        assert!(apply(&mut s, "threads=x").is_err());
     }
 
     #[test]

@@ -46,6 +46,13 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
     for opt in &settings.ignored_options {
         tracing::debug!("ignoring mount option '{opt}'");
     }
+    for opt in &settings.unknown_options {
+        tracing::warn!("ignoring unknown mount option '{opt}' (sloppy)");
+    }
+    if settings.fake {
+        tracing::info!("fake mount: everything checked, not mounting");
+        return Ok(());
+    }
 
     let reactor =
         Reactor::<FuseReplies>::start(settings.reactor_config()).map_err(reactor_error)?;

@@ -58,6 +58,12 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// `-o` options accepted and ignored (logged at debug level).
     pub ignored_options: Vec<String>,
+    /// Unknown `-o` options are ignored with a warning instead of failing (mount(8) `-s`).
+    pub sloppy: bool,
+    /// Check everything but do not mount (mount(8) `-f`).
+    pub fake: bool,
+    /// Unknown `-o` options skipped because of `sloppy` (logged as warnings).
+    pub unknown_options: Vec<String>,
 }
 
 impl Default for Settings {
@@ -80,6 +86,9 @@ impl Default for Settings {
             verbosity: 0,
             log_file: None,
             ignored_options: Vec::new(),
+            sloppy: false,
+            fake: false,
+            unknown_options: Vec::new(),
         }
     }
 }
@@ -90,12 +99,14 @@ impl Settings {
         let mut s = Settings {
             backing: args.backing,
             mountpoint: args.mountpoint,
+            sloppy: args.sloppy,
+            fake: args.fake,
             ..Settings::default()
         };
         for list in &args.options {
             options::apply(&mut s, list)?;
         }
-        s.daemon = args.daemon && !args.foreground && !args.daemon_child;
+        s.daemon = args.daemon && !args.foreground && !args.daemon_child && !args.fake;
         s.daemon_child = args.daemon_child;
         if args.read_only {
             s.fs.read_only = true;
