@@ -181,11 +181,16 @@ impl Settings {
         Ok(())
     }
 
+    // The update stays even when every field is set: fields added to ReactorConfig later get their
+    // defaults without touching this.
+    #[allow(clippy::needless_update)]
     pub fn reactor_config(&self) -> ReactorConfig {
         ReactorConfig {
             buffers: self.buffers,
             buffer_size: self.buffer_size,
             ring_entries: self.ring_entries as u32,
+            // Settings the CLI does not expose keep their defaults.
+            ..ReactorConfig::default()
         }
     }
 
