@@ -37,17 +37,13 @@ fn timespec(t: Option<TimeOrNow>) -> Timespec {
                 tv_nsec: d.subsec_nanos() as _,
             },
             Err(e) => {
-                // Before the epoch: whole negative seconds plus a non-negative nanosecond part.
+                // Before the epoch. fuser 0.18 builds this SystemTime from the kernel's (sec, nsec)
+                // as EPOCH - (|sec| + nsec) instead of EPOCH - |sec| + nsec (time.rs,
+                // system_time_from_time), so undo exactly that to recover what the caller asked for.
                 let d = e.duration();
-                let mut secs = -(d.as_secs() as i64);
-                let mut nsec = 0;
-                if d.subsec_nanos() > 0 {
-                    secs -= 1;
-                    nsec = 1_000_000_000 - d.subsec_nanos() as i64;
-                }
                 Timespec {
-                    tv_sec: secs,
-                    tv_nsec: nsec as _,
+                    tv_sec: -(d.as_secs() as i64),
+                    tv_nsec: d.subsec_nanos() as _,
                 }
             }
         },
@@ -183,7 +179,8 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(10, 5);
         let ts = timespec(Some(TimeOrNow::SpecificTime(t)));
         assert_eq!((ts.tv_sec, ts.tv_nsec), (10, 5));
-        let t = UNIX_EPOCH - Duration::from_millis(1500);
+        // The kernel's (-2 s, +500 ms) arrives from fuser 0.18 as EPOCH - 2.5 s.
+        let t = UNIX_EPOCH - Duration::from_millis(2500);
         let ts = timespec(Some(TimeOrNow::SpecificTime(t)));
         assert_eq!((ts.tv_sec, ts.tv_nsec), (-2, 500_000_000));
     }

@@ -95,33 +95,33 @@ impl PassthroughFs {
         // Create exclusively, so we know whether this call made the file (then it is handed to the
         // caller) or found one that appeared meanwhile (then it is opened as it is, unless the
         // caller asked for O_EXCL).
-        let (file, made) = match rustix::fs::openat(
-            &*pfd,
-            name,
-            oflags | OFlags::CREATE | OFlags::EXCL,
-            perm,
-        ) {
-            Ok(file) => (file, true),
-            Err(e) if e == rustix::io::Errno::EXIST && flags & libc::O_EXCL == 0 => {
-                let file = rustix::fs::openat(&*pfd, name, oflags, Mode::empty()).map_err(errno)?;
-                (file, false)
-            }
-            Err(e) => return Err(errno(e)),
-        };
+        let (file, made) =
+            match rustix::fs::openat(&*pfd, name, oflags | OFlags::CREATE | OFlags::EXCL, perm) {
+                Ok(file) => (file, true),
+                Err(e) if e == rustix::io::Errno::EXIST && flags & libc::O_EXCL == 0 => {
+                    let file =
+                        rustix::fs::openat(&*pfd, name, oflags, Mode::empty()).map_err(errno)?;
+                    (file, false)
+                }
+                Err(e) => return Err(errno(e)),
+            };
         let st = rustix::fs::fstat(&file).map_err(errno)?;
         // The node of this object, unless it is a stale node whose inode number the new file reused
         // (see InodeTable::lookup_known).
-        let known = self.inodes.lookup_known(key_of(&st)).and_then(|k| match &k.check {
-            None => Some(k.id),
-            Some(h) => {
-                if crate::sys::handle::handle_of(file.as_fd()).is_ok_and(|f| f == *h) {
-                    Some(k.id)
-                } else {
-                    self.inodes.retire(k.id);
-                    None
+        let known = self
+            .inodes
+            .lookup_known(key_of(&st))
+            .and_then(|k| match &k.check {
+                None => Some(k.id),
+                Some(h) => {
+                    if crate::sys::handle::handle_of(file.as_fd()).is_ok_and(|f| f == *h) {
+                        Some(k.id)
+                    } else {
+                        self.inodes.retire(k.id);
+                        None
+                    }
                 }
-            }
-        });
+            });
         let id = match known {
             Some(id) => id,
             None => {
@@ -214,6 +214,12 @@ impl PassthroughFs {
     }
 
     pub(super) fn op_lseek(&self, fh: u64, offset: i64, whence: i32) -> OpResult<i64> {
+        if self.writeback.load(Ordering::Relaxed) {
+            // With the writeback cache the newest data may still be in the kernel's pages, which the
+            // backing file's holes know nothing about. ENOSYS makes the kernel answer lseek itself
+            // (the whole file as data, the hole at its end), which lseek(2) allows.
+            return Err(Errno::ENOSYS);
+        }
         let file = self.file(fh)?;
         let pos = match whence {
             libc::SEEK_SET => SeekFrom::Start(offset as u64),

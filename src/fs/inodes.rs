@@ -15,6 +15,7 @@
 //! kernel's lookup count reaches zero.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
@@ -58,6 +59,9 @@ struct Node {
     /// What the backing file looked like when the kernel last cached its pages (see
     /// [`InodeTable::swap_data_stamp`]).
     data_stamp: Option<DataStamp>,
+    /// For symlinks: the directory node and name it was last seen under. Some calls (xattrs) cannot
+    /// reach a symlink through an `O_PATH` descriptor, only through its parent and name.
+    link_name: Option<(u64, OsString)>,
 }
 
 /// The parts of a file's metadata that change whenever its contents change.
@@ -111,6 +115,7 @@ impl InodeTable {
                 lookups: 1,
                 serial: 0,
                 data_stamp: None,
+                link_name: None,
             },
         );
         let mut by_key = HashMap::new();
@@ -250,6 +255,7 @@ impl InodeTable {
                 lookups: 1,
                 serial,
                 data_stamp: None,
+                link_name: None,
             },
         );
         t.by_key.insert(key, id);
@@ -280,6 +286,31 @@ impl InodeTable {
         let mut t = self.lock();
         let node = t.by_id.get_mut(&id)?;
         node.data_stamp.replace(stamp)
+    }
+
+    /// The node registered for `key`, without counting a lookup.
+    pub fn id_of(&self, key: InodeKey) -> Option<u64> {
+        self.lock().by_key.get(&key).copied()
+    }
+
+    /// Remembers that symlink node `id` was seen as `name` in directory node `parent`.
+    pub fn set_link_name(&self, id: u64, parent: u64, name: &OsStr) {
+        if let Some(node) = self.lock().by_id.get_mut(&id)
+            && node
+                .link_name
+                .as_ref()
+                .is_none_or(|(p, n)| *p != parent || n != name)
+        {
+            node.link_name = Some((parent, name.to_owned()));
+        }
+    }
+
+    /// Where symlink node `id` was last seen, and its key to check that it is still there.
+    pub fn link_name(&self, id: u64) -> Option<(u64, OsString, InodeKey)> {
+        let t = self.lock();
+        let node = t.by_id.get(&id)?;
+        let (parent, name) = node.link_name.clone()?;
+        Some((parent, name, node.key))
     }
 
     /// Counters now.

@@ -196,6 +196,14 @@ impl PassthroughFs {
 
     /// Looks `name` up in `parent`, counting one kernel lookup of the result.
     fn lookup_child(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
+        let (id, st) = self.lookup_child_inner(parent, name)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            self.inodes.set_link_name(id, parent, name);
+        }
+        Ok((id, st))
+    }
+
+    fn lookup_child_inner(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
         let st = rustix::fs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;

@@ -115,7 +115,17 @@ impl PassthroughFs {
         let pfd = self.node_fd(parent)?;
         let npfd = self.node_fd(newparent)?;
         let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
-        rustix::fs::renameat_with(&*pfd, name, &*npfd, newname, flags).map_err(errno)
+        rustix::fs::renameat_with(&*pfd, name, &*npfd, newname, flags).map_err(errno)?;
+        // A symlink keeps its node across a rename: remember its new name (for xattrs).
+        for (dir, dir_fd, entry) in [(newparent, &npfd, newname), (parent, &pfd, name)] {
+            if let Ok(st) = rustix::fs::statat(&**dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW)
+                && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+                && let Some(id) = self.inodes.id_of(super::key_of(&st))
+            {
+                self.inodes.set_link_name(id, dir, entry);
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn op_readlink(&self, ino: u64) -> OpResult<Vec<u8>> {

@@ -1,15 +1,18 @@
 //! Extended attributes, passed through with the exact size/ERANGE protocol.
 //!
 //! An `O_PATH` descriptor cannot carry xattr calls, so they go through its procfs name, which
-//! resolves to the object itself. Symlinks cannot be reached that way without following them; for
-//! them we answer as a filesystem without symlink xattrs would.
+//! resolves to the object itself. A symlink cannot be reached that way without following it, so it
+//! is reached through its parent's descriptor and its name (checked to still be the same symlink).
 
 use std::ffi::OsStr;
 
 use fuser::Errno;
-use rustix::fs::XattrFlags;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
-use super::{OpResult, PassthroughFs, errno, proc_path};
+use rustix::fs::{AtFlags, XattrFlags};
+
+use super::{OpResult, PassthroughFs, errno, key_of, proc_path};
 
 /// The answer to a get/list: the size when asked for it (size 0), else the bytes.
 pub(super) enum XattrReply {
@@ -17,47 +20,84 @@ pub(super) enum XattrReply {
     Data(Vec<u8>),
 }
 
+/// How to reach a node's xattrs by name: the procfs name of its descriptor (files, directories), or
+/// for a symlink `/proc/self/fd/<parent>/<name>` used with the `l*xattr` calls, which do not follow
+/// the final symlink. The descriptors the path names are held open while the path is used.
+struct XattrTarget {
+    path: String,
+    symlink: bool,
+    _held: Arc<OwnedFd>,
+}
+
 impl PassthroughFs {
-    fn xattr_path(
-        &self,
-        ino: u64,
-    ) -> OpResult<(String, std::sync::Arc<std::os::fd::OwnedFd>, bool)> {
+    fn xattr_target(&self, ino: u64) -> OpResult<XattrTarget> {
         let fd = self.node_fd(ino)?;
         let st = rustix::fs::fstat(&*fd).map_err(errno)?;
-        let is_symlink = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
-        Ok((proc_path(&*fd), fd, is_symlink))
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            return Ok(XattrTarget {
+                path: proc_path(&*fd),
+                symlink: false,
+                _held: fd,
+            });
+        }
+        // A symlink: only reachable through its parent and name; check that the name still
+        // refers to this very symlink.
+        let (parent, name, key) = self.inodes.link_name(ino).ok_or(Errno::EPERM)?;
+        let pfd = self.node_fd(parent)?;
+        let found = rustix::fs::statat(&*pfd, &name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
+        if key_of(&found) != key {
+            return Err(Errno::EPERM);
+        }
+        let mut path = proc_path(&*pfd);
+        path.push('/');
+        path.push_str(name.to_str().ok_or(Errno::EPERM)?);
+        Ok(XattrTarget {
+            path,
+            symlink: true,
+            _held: pfd,
+        })
     }
 
     pub(super) fn op_getxattr(&self, ino: u64, name: &OsStr, size: u32) -> OpResult<XattrReply> {
-        let (path, _fd, is_symlink) = self.xattr_path(ino)?;
-        if is_symlink {
-            return Err(Errno::NO_XATTR);
-        }
+        let t = self.xattr_target(ino)?;
+        let p = t.path.as_str();
         if size == 0 {
-            let n = rustix::fs::getxattr_query(path.as_str(), name).map_err(errno)?;
-            return Ok(XattrReply::Size(n as u32));
+            let n = if t.symlink {
+                rustix::fs::lgetxattr_query(p, name)
+            } else {
+                rustix::fs::getxattr_query(p, name)
+            };
+            return Ok(XattrReply::Size(n.map_err(errno)? as u32));
         }
         let mut buf = vec![0u8; size as usize];
-        let n = rustix::fs::getxattr(path.as_str(), name, &mut buf[..]).map_err(errno)?;
+        let n = if t.symlink {
+            rustix::fs::lgetxattr(p, name, &mut buf[..])
+        } else {
+            rustix::fs::getxattr(p, name, &mut buf[..])
+        }
+        .map_err(errno)?;
         buf.truncate(n);
         Ok(XattrReply::Data(buf))
     }
 
     pub(super) fn op_listxattr(&self, ino: u64, size: u32) -> OpResult<XattrReply> {
-        let (path, _fd, is_symlink) = self.xattr_path(ino)?;
-        if is_symlink {
-            return Ok(if size == 0 {
-                XattrReply::Size(0)
-            } else {
-                XattrReply::Data(Vec::new())
-            });
-        }
+        let t = self.xattr_target(ino)?;
+        let p = t.path.as_str();
         if size == 0 {
-            let n = rustix::fs::listxattr_query(path.as_str()).map_err(errno)?;
-            return Ok(XattrReply::Size(n as u32));
+            let n = if t.symlink {
+                rustix::fs::llistxattr_query(p)
+            } else {
+                rustix::fs::listxattr_query(p)
+            };
+            return Ok(XattrReply::Size(n.map_err(errno)? as u32));
         }
         let mut buf = vec![0u8; size as usize];
-        let n = rustix::fs::listxattr(path.as_str(), &mut buf[..]).map_err(errno)?;
+        let n = if t.symlink {
+            rustix::fs::llistxattr(p, &mut buf[..])
+        } else {
+            rustix::fs::listxattr(p, &mut buf[..])
+        }
+        .map_err(errno)?;
         buf.truncate(n);
         Ok(XattrReply::Data(buf))
     }
@@ -70,20 +110,24 @@ impl PassthroughFs {
         flags: i32,
     ) -> OpResult<()> {
         self.check_writable()?;
-        let (path, _fd, is_symlink) = self.xattr_path(ino)?;
-        if is_symlink {
-            return Err(Errno::EPERM);
-        }
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
-        rustix::fs::setxattr(path.as_str(), name, value, flags).map_err(errno)
+        let t = self.xattr_target(ino)?;
+        if t.symlink {
+            rustix::fs::lsetxattr(t.path.as_str(), name, value, flags)
+        } else {
+            rustix::fs::setxattr(t.path.as_str(), name, value, flags)
+        }
+        .map_err(errno)
     }
 
     pub(super) fn op_removexattr(&self, ino: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
-        let (path, _fd, is_symlink) = self.xattr_path(ino)?;
-        if is_symlink {
-            return Err(Errno::NO_XATTR);
+        let t = self.xattr_target(ino)?;
+        if t.symlink {
+            rustix::fs::lremovexattr(t.path.as_str(), name)
+        } else {
+            rustix::fs::removexattr(t.path.as_str(), name)
         }
-        rustix::fs::removexattr(path.as_str(), name).map_err(errno)
+        .map_err(errno)
     }
 }
