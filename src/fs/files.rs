@@ -151,6 +151,7 @@ impl PassthroughFs {
     }
 
     pub(super) fn op_read(&self, fh: u64, offset: u64, size: u32, reply: fuser::ReplyData) {
+        self.stats.read(size as u64);
         match self.file(fh) {
             Ok(file) => self.reactor.read(file, offset, size as usize, reply),
             Err(e) => reply.error(e),
@@ -158,6 +159,7 @@ impl PassthroughFs {
     }
 
     pub(super) fn op_write(&self, fh: u64, offset: u64, data: &[u8], reply: fuser::ReplyWrite) {
+        self.stats.write(data.len() as u64);
         match self.file(fh) {
             Ok(file) => self.reactor.write(file, offset, data, reply),
             Err(e) => reply.error(e),

@@ -98,6 +98,7 @@ impl fuser::Filesystem for PassthroughFs {
         tracing::info!(
             inodes = ?self.inodes.stats(),
             open_handles = self.handles.len(),
+            requests = ?self.stats.snapshot(),
             reactor = ?self.reactor.stats(),
             "FUSE session ended"
         );

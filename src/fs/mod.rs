@@ -17,9 +17,11 @@ mod handles;
 mod inodes;
 mod namespace;
 mod replies;
+mod stats;
 mod xattrs;
 
 pub use replies::FuseReplies;
+pub use stats::FsStatsSnapshot;
 
 use std::ffi::OsStr;
 use std::io;
@@ -81,6 +83,7 @@ pub struct PassthroughFs {
     writeback: std::sync::atomic::AtomicBool,
     /// Whether the daemon can hand new objects to their creators (it runs as root).
     is_root: bool,
+    stats: stats::FsStats,
 }
 
 /// Result of an operation: a value or the errno to answer.
@@ -160,6 +163,7 @@ impl PassthroughFs {
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
             is_root,
+            stats: stats::FsStats::default(),
         })
     }
 

@@ -1,0 +1,70 @@
+//! Counters of the requests the kernel sends, to show what it actually gives us (request sizes
+//! above all) without a tracer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct FsStats {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    largest_read: AtomicU64,
+    largest_write: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsStatsSnapshot {
+    pub reads: u64,
+    pub writes: u64,
+    /// Bytes asked for by reads (what the kernel requested, not what end of file allowed).
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub largest_read: u64,
+    pub largest_write: u64,
+}
+
+impl FsStats {
+    pub fn read(&self, size: u64) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.bytes_read.fetch_add(size, Ordering::Relaxed);
+        self.largest_read.fetch_max(size, Ordering::Relaxed);
+    }
+
+    pub fn write(&self, size: u64) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(size, Ordering::Relaxed);
+        self.largest_write.fetch_max(size, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> FsStatsSnapshot {
+        FsStatsSnapshot {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            largest_read: self.largest_read.load(Ordering::Relaxed),
+            largest_write: self.largest_write.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_maxima() {
+        let s = FsStats::default();
+        s.read(4096);
+        s.read(131072);
+        s.write(1 << 20);
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap.reads, snap.bytes_read, snap.largest_read),
+            (2, 135168, 131072)
+        );
+        assert_eq!((snap.writes, snap.largest_write), (1, 1 << 20));
+    }
+}
