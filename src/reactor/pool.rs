@@ -9,27 +9,35 @@
 //! `len` says how many bytes of the window are valid; nothing past it is ever exposed, so the bytes of
 //! an earlier use of the buffer can never leak into a later answer.
 //!
+//! A buffer that is dropped instead of being given back (a request discarded at shutdown, a write
+//! refused because the reactor is stopping, a panic) returns to its pool from `Drop`, so the pool can
+//! never lose a buffer on any path. A buffer lent to an io_uring operation is not a `PoolBuf` while
+//! the operation is in flight (only its `Vec` is), so nothing returns before the completion.
+//!
 //! The pool grows lazily up to `max_buffers` and never beyond: when every buffer is in use, a caller
 //! either gets `None` (`try_take`, used by the reactor thread, which must never block) or waits
 //! (`take_blocking`, used by threads that copy write data in). That wait is the backpressure that keeps
 //! memory bounded under any load.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 /// Alignment of every buffer's data window. 4 KiB covers the logical block size of every common device.
 pub const ALIGN: usize = 4096;
 
 /// One pool buffer: a `Vec<u8>` whose data window starts at an `ALIGN`-aligned address.
+/// Dropping it returns it to its pool.
 #[derive(Debug)]
 pub struct PoolBuf {
+    /// Empty (capacity 0) once the vector has been given away; `Drop` then has nothing to return.
     vec: Vec<u8>,
     pad: usize,
     capacity: usize,
     len: usize,
+    home: Weak<Inner>,
 }
 
 impl PoolBuf {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, home: Weak<Inner>) -> Self {
         let vec = vec![0u8; capacity + ALIGN];
         let misalignment = vec.as_ptr() as usize % ALIGN;
         let pad = if misalignment == 0 {
@@ -42,6 +50,7 @@ impl PoolBuf {
             pad,
             capacity,
             len: 0,
+            home,
         }
     }
 
@@ -63,19 +72,23 @@ impl PoolBuf {
     /// Replaces the data window's contents with `data`. Panics if `data` exceeds the capacity: callers
     /// check request sizes against the pool's buffer size before they take a buffer.
     pub fn fill_from(&mut self, data: &[u8]) {
-        assert!(data.len() <= self.capacity, "data larger than the pool buffer");
+        assert!(
+            data.len() <= self.capacity,
+            "data larger than the pool buffer"
+        );
         self.vec[self.pad..self.pad + data.len()].copy_from_slice(data);
         self.len = data.len();
     }
 
     /// Lends the vector to an io_uring operation; the absolute byte range `window(a, b)` of the data
     /// window is `vec[pad + a..pad + b]`. Get it back with [`PoolBuf::restore`].
-    pub(crate) fn lend(self) -> (Vec<u8>, BufShape) {
+    pub(crate) fn lend(mut self) -> (Vec<u8>, BufShape) {
         let shape = BufShape {
             pad: self.pad,
             capacity: self.capacity,
+            home: std::mem::take(&mut self.home),
         };
-        (self.vec, shape)
+        (std::mem::take(&mut self.vec), shape)
     }
 
     /// Rebuilds the buffer from the vector an operation handed back, with `len` valid bytes.
@@ -86,6 +99,7 @@ impl PoolBuf {
             pad: shape.pad,
             capacity: shape.capacity,
             len,
+            home: shape.home,
         }
     }
 
@@ -95,11 +109,30 @@ impl PoolBuf {
     }
 }
 
-/// Where a lent vector's data window lies.
-#[derive(Debug, Clone, Copy)]
+impl Drop for PoolBuf {
+    fn drop(&mut self) {
+        if self.vec.capacity() == 0 {
+            return;
+        }
+        if let Some(inner) = self.home.upgrade() {
+            let buf = PoolBuf {
+                vec: std::mem::take(&mut self.vec),
+                pad: self.pad,
+                capacity: self.capacity,
+                len: 0,
+                home: std::mem::take(&mut self.home),
+            };
+            inner.put(buf);
+        }
+    }
+}
+
+/// Where a lent vector's data window lies, and the pool it belongs to.
+#[derive(Debug)]
 pub(crate) struct BufShape {
     pub pad: usize,
     pub capacity: usize,
+    home: Weak<Inner>,
 }
 
 impl BufShape {
@@ -137,42 +170,90 @@ struct PoolState {
     free: Vec<PoolBuf>,
     stats: PoolStats,
     closed: bool,
+    /// Threads blocked in `take_blocking`; `put` only pays for a wake-up when this is not zero.
+    sleepers: usize,
 }
 
 /// A bounded pool of aligned buffers, shared between the reactor and the threads that feed it.
 pub struct BufferPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     state: Mutex<PoolState>,
     returned: Condvar,
     buffer_size: usize,
     max_buffers: usize,
+    me: Weak<Inner>,
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("buffer_size", &self.inner.buffer_size)
+            .field("max_buffers", &self.inner.max_buffers)
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 impl BufferPool {
     /// A pool of at most `max_buffers` buffers of `buffer_size` bytes each, allocated on first use.
     pub fn new(max_buffers: usize, buffer_size: usize) -> Self {
         assert!(max_buffers > 0 && buffer_size > 0);
-        BufferPool {
+        let inner = Arc::new_cyclic(|me| Inner {
             state: Mutex::new(PoolState {
                 free: Vec::with_capacity(max_buffers),
                 stats: PoolStats::default(),
                 closed: false,
+                sleepers: 0,
             }),
             returned: Condvar::new(),
             buffer_size,
             max_buffers,
-        }
+            me: me.clone(),
+        });
+        BufferPool { inner }
     }
 
     /// Size of each buffer's data window.
     pub fn buffer_size(&self) -> usize {
-        self.buffer_size
+        self.inner.buffer_size
     }
 
     /// The most buffers this pool will ever hold.
     pub fn max_buffers(&self) -> usize {
-        self.max_buffers
+        self.inner.max_buffers
     }
 
+    /// A buffer if one is free or may still be allocated; `None` (counted as a wait) otherwise.
+    pub fn try_take(&self) -> Option<PoolBuf> {
+        self.inner.try_take()
+    }
+
+    /// A buffer, waiting for one to be returned if all are in use. Fails once the pool is closed.
+    pub fn take_blocking(&self) -> Result<PoolBuf, PoolClosed> {
+        self.inner.take_blocking()
+    }
+
+    /// Returns a buffer. Its contents are cleared so that no later user can see them. (Dropping a
+    /// buffer returns it too.)
+    pub fn put(&self, buf: PoolBuf) {
+        self.inner.put(buf)
+    }
+
+    /// Makes every current and future `take_blocking` fail; buffers may still be returned.
+    pub fn close(&self) {
+        self.inner.close()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> PoolStats {
+        self.inner.stats()
+    }
+}
+
+impl Inner {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // A panic while holding this lock leaves only counters behind; keep going with them.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -184,7 +265,7 @@ impl BufferPool {
             buf
         } else if state.stats.total < self.max_buffers {
             state.stats.total += 1;
-            PoolBuf::new(self.buffer_size)
+            PoolBuf::new(self.buffer_size, self.me.clone())
         } else {
             return None;
         };
@@ -194,8 +275,7 @@ impl BufferPool {
         Some(buf)
     }
 
-    /// A buffer if one is free or may still be allocated; `None` (counted as a wait) otherwise.
-    pub fn try_take(&self) -> Option<PoolBuf> {
+    fn try_take(&self) -> Option<PoolBuf> {
         let mut state = self.lock();
         let buf = self.take_locked(&mut state);
         if buf.is_none() {
@@ -204,8 +284,7 @@ impl BufferPool {
         buf
     }
 
-    /// A buffer, waiting for one to be returned if all are in use. Fails once the pool is closed.
-    pub fn take_blocking(&self) -> Result<PoolBuf, PoolClosed> {
+    fn take_blocking(&self) -> Result<PoolBuf, PoolClosed> {
         let mut state = self.lock();
         let mut counted = false;
         loop {
@@ -219,12 +298,13 @@ impl BufferPool {
                 state.stats.waits += 1;
                 counted = true;
             }
+            state.sleepers += 1;
             state = self.returned.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.sleepers -= 1;
         }
     }
 
-    /// Returns a buffer. Its contents are cleared so that no later user can see them.
-    pub fn put(&self, mut buf: PoolBuf) {
+    fn put(&self, mut buf: PoolBuf) {
         debug_assert_eq!(buf.capacity(), self.buffer_size);
         buf.clear();
         let mut state = self.lock();
@@ -232,18 +312,20 @@ impl BufferPool {
         state.stats.in_use -= 1;
         state.stats.returned += 1;
         state.free.push(buf);
+        // Condvar::notify_one is a futex syscall even with no one waiting: skip it then.
+        let wake = state.sleepers > 0;
         drop(state);
-        self.returned.notify_one();
+        if wake {
+            self.returned.notify_one();
+        }
     }
 
-    /// Makes every current and future `take_blocking` fail; buffers may still be returned.
-    pub fn close(&self) {
+    fn close(&self) {
         self.lock().closed = true;
         self.returned.notify_all();
     }
 
-    /// The counters now.
-    pub fn stats(&self) -> PoolStats {
+    fn stats(&self) -> PoolStats {
         self.lock().stats
     }
 }
@@ -312,6 +394,30 @@ mod tests {
         waiter.join().unwrap();
         let s = pool.stats();
         assert_eq!((s.total, s.in_use, s.waits), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_dropped_buffer_goes_home() {
+        let pool = BufferPool::new(2, 64);
+        let mut b = pool.try_take().unwrap();
+        b.fill_from(b"dropped");
+        drop(b);
+        let s = pool.stats();
+        assert_eq!((s.in_use, s.taken, s.returned), (0, 1, 1));
+        // Lent to an "operation" and restored: still one buffer with a home.
+        let b = pool.try_take().unwrap();
+        let (vec, shape) = b.lend();
+        assert_eq!(pool.stats().in_use, 1, "a lent buffer is in use");
+        let b = PoolBuf::restore(vec, shape, 3);
+        assert_eq!(b.data().len(), 3);
+        drop(b);
+        let s = pool.stats();
+        assert_eq!((s.in_use, s.taken, s.returned, s.total), (0, 2, 2, 1));
+        let b = pool.try_take().unwrap();
+        assert!(b.data().is_empty());
+        // Outliving the pool is harmless.
+        drop(pool);
+        drop(b);
     }
 
     #[test]
