@@ -42,6 +42,8 @@ pub struct ReactorConfig {
     pub buffer_size: usize,
     /// Submission queue entries of the io_uring instance.
     pub ring_entries: u32,
+    /// How long the reactor keeps looking for new work after it ran out, before it goes to sleep.
+    pub spin: std::time::Duration,
 }
 
 impl Default for ReactorConfig {
@@ -50,6 +52,7 @@ impl Default for ReactorConfig {
             buffers: 128,
             buffer_size: 1 << 20,
             ring_entries: 256,
+            spin: std::time::Duration::from_micros(50),
         }
     }
 }
@@ -225,7 +228,7 @@ impl<C: Completions> Reactor<C> {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                runtime.block_on(run::<C>(rx, thread_shared));
+                runtime.block_on(run::<C>(rx, thread_shared, config.spin));
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Reactor {
@@ -293,8 +296,13 @@ fn build_runtime(ring_entries: u32) -> io::Result<compio::runtime::Runtime> {
 }
 
 /// The reactor's one task.
-async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>) {
+async fn run<C: Completions>(
+    rx: Receiver<Message<C>>,
+    shared: Arc<Shared>,
+    spin: std::time::Duration,
+) {
     let mut in_flight = FuturesUnordered::new();
+    let mut idle_since: Option<std::time::Instant> = None;
     let mut waiting_for_buffer: VecDeque<Request<C>> = VecDeque::new();
     let mut stopping = false;
     let mut waker_published = false;
@@ -362,7 +370,20 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>) {
                 return Poll::Ready(());
             }
             if progress {
+                idle_since = None;
                 continue;
+            }
+            if !spin.is_zero() {
+                let now = std::time::Instant::now();
+                if now.duration_since(*idle_since.get_or_insert(now)) < spin {
+                    if in_flight.is_empty() {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                idle_since = None;
             }
             // Nothing to do until a completion or a sender wakes us. Arm the bell, then look once more
             // so that a request sent in between is not left behind.

@@ -18,7 +18,10 @@ use super::request::{BackingFile, Completions, PendingDone, PendingRead, Pending
 use crate::sys::uring::Fallocate;
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
-pub(crate) async fn serve<C: Completions>(req: Request<C>, buf: Option<PoolBuf>) -> Option<PoolBuf> {
+pub(crate) async fn serve<C: Completions>(
+    req: Request<C>,
+    buf: Option<PoolBuf>,
+) -> Option<PoolBuf> {
     match req {
         Request::Read {
             file,
