@@ -12,7 +12,15 @@ use reactor_util::{Answer, ChannelCompletions, Tagged};
 fn write_then_read_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
-    let file = Arc::new(OpenOptions::new().read(true).write(true).create(true).open(&path).unwrap());
+    let file = Arc::new(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap(),
+    );
     let reactor = Reactor::<ChannelCompletions>::start(ReactorConfig::default()).unwrap();
     let h = reactor.handle();
     let (tx, rx) = crossbeam_channel::unbounded();
