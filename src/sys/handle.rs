@@ -34,7 +34,11 @@ pub fn handle_of_child(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Resul
     handle_at(dir, &name, 0)
 }
 
-fn handle_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<FileHandle> {
+fn handle_at(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    flags: libc::c_int,
+) -> io::Result<FileHandle> {
     let mut raw = RawHandle {
         handle_bytes: MAX_HANDLE_SZ as libc::c_uint,
         handle_type: 0,
