@@ -188,8 +188,10 @@ done
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$REPO/target/bench/results-$STAMP.json
 INFO=(--info "arsyncfs_opts=${ARSYNCFS_OPTS:-(defaults)}" --info "passthrough_ll_opts=${PT_OPTS:-(defaults: cache=auto, timeout=1.0, no writeback)}")
-if [[ -n $AR_BIN ]]; then
-  INFO+=(--info "arsyncfs_commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- src 2>/dev/null || echo +dirty)")
+if [[ -n ${ARSYNCFS_BIN:-} ]]; then
+  INFO+=(--info "arsyncfs_commit=binary $ARSYNCFS_BIN ($("$AR_BIN" --version 2>/dev/null | head -1))")
+elif [[ -n $AR_BIN ]]; then
+  INFO+=(--info "arsyncfs_commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' with uncommitted changes')")
 fi
 
 python3 scripts/bench/run.py --backing "$BACKING" "${TARGET_ARGS[@]}" --out "$RESULTS" \

@@ -192,10 +192,15 @@ def fio_run(target, job, numjobs, direct, args, workdir):
     except (OSError, ValueError):
         pass
     if data is None or rc != 0:
-        err = text.strip().splitlines()[-3:] if text else []
+        lines = text.strip().splitlines() if text else []
+        # The first line that names an error, and the count of the rest.
+        errs = [ln.strip() for ln in lines if "error" in ln.lower()] or lines[-2:]
+        msg = errs[0][:200] if errs else "no output"
+        if len(errs) > 1:
+            msg += f" (and {len(errs) - 1} more error lines)"
         if data is not None and data["jobs"][0].get("error"):
-            err.append(f"fio job error {data['jobs'][0]['error']}")
-        rec["error"] = f"fio exit {rc}: " + " | ".join(err)[-400:]
+            msg += f"; fio job error {data['jobs'][0]['error']}"
+        rec["error"] = f"fio exit {rc}: {msg}"
         return rec
     j = data["jobs"][0]
     if j.get("error"):
