@@ -19,6 +19,8 @@ pub(super) struct AttrChanges {
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
     pub fh: Option<u64>,
+    /// Who asks: a truncation by anyone but root clears set-id bits (see killpriv.rs).
+    pub caller_uid: u32,
 }
 
 fn timespec(t: Option<TimeOrNow>) -> Timespec {
@@ -93,17 +95,22 @@ impl PassthroughFs {
             .map_err(errno)?;
         }
         if let Some(size) = ch.size {
-            match &file {
-                Some(f) => rustix::fs::ftruncate(f.as_fd(), size).map_err(errno)?,
+            let opened;
+            let f = match &file {
+                Some(f) => f.as_fd(),
                 None => {
-                    let f = rustix::fs::open(
+                    opened = rustix::fs::open(
                         proc_path(&*fd).as_str(),
                         OFlags::WRONLY | OFlags::CLOEXEC,
                         Mode::empty(),
                     )
                     .map_err(errno)?;
-                    rustix::fs::ftruncate(&f, size).map_err(errno)?;
+                    opened.as_fd()
                 }
+            };
+            rustix::fs::ftruncate(f, size).map_err(errno)?;
+            if ch.caller_uid != 0 && ch.mode.is_none() {
+                super::killpriv::kill_suid_sgid(f)?;
             }
         }
         if ch.atime.is_some() || ch.mtime.is_some() {

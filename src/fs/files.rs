@@ -58,7 +58,12 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn op_open(&self, ino: u64, flags: i32) -> OpResult<(u64, FopenFlags)> {
+    pub(super) fn op_open(
+        &self,
+        ino: u64,
+        flags: i32,
+        caller_uid: u32,
+    ) -> OpResult<(u64, FopenFlags)> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
         let file = rustix::fs::open(
@@ -67,6 +72,9 @@ impl PassthroughFs {
             Mode::empty(),
         )
         .map_err(errno)?;
+        if flags & libc::O_TRUNC != 0 && caller_uid != 0 {
+            super::killpriv::kill_suid_sgid(&file)?;
+        }
         let mut fopen = self.fopen_flags();
         if self.config.keep_cache && self.stamp_unchanged(ino, &file) {
             fopen |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -158,12 +166,23 @@ impl PassthroughFs {
         }
     }
 
-    pub(super) fn op_write(&self, fh: u64, offset: u64, data: &[u8], reply: fuser::ReplyWrite) {
+    pub(super) fn op_write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        kill_suidgid: bool,
+        reply: fuser::ReplyWrite,
+    ) {
         self.stats.write(data.len() as u64);
-        match self.file(fh) {
-            Ok(file) => self.reactor.write(file, offset, data, reply),
-            Err(e) => reply.error(e),
+        let file = match self.file(fh) {
+            Ok(file) => file,
+            Err(e) => return reply.error(e),
+        };
+        if kill_suidgid && let Err(e) = super::killpriv::kill_suid_sgid(&*file) {
+            return reply.error(e);
         }
+        self.reactor.write(file, offset, data, reply)
     }
 
     pub(super) fn op_flush(&self, fh: u64) -> OpResult<()> {

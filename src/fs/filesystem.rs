@@ -70,7 +70,9 @@ impl fuser::Filesystem for PassthroughFs {
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             // The kernel checks permissions with POSIX ACLs; we apply the umask (see creds.rs).
             | InitFlags::FUSE_POSIX_ACL
-            | InitFlags::FUSE_DONT_MASK;
+            | InitFlags::FUSE_DONT_MASK
+            // Saves a GETXATTR round trip per write; see killpriv.rs.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         let available = config.capabilities();
         let _ = config.add_capabilities(wanted & available);
         if self.config.writeback_cache && available.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
@@ -118,7 +120,7 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -142,6 +144,7 @@ impl fuser::Filesystem for PassthroughFs {
             atime,
             mtime,
             fh: fh.map(|f| f.0),
+            caller_uid: req.uid(),
         };
         self.reply_attr(reply, ino.0, self.op_setattr(ino.0, changes));
     }
@@ -229,8 +232,8 @@ impl fuser::Filesystem for PassthroughFs {
         self.reply_entry(reply, self.op_link(ino.0, newparent.0, newname));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.op_open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.op_open(ino.0, flags.0, req.uid()) {
             Ok((fh, fopen)) => reply.opened(FileHandle(fh), fopen),
             Err(e) => reply.error(e),
         }
@@ -257,7 +260,7 @@ impl fuser::Filesystem for PassthroughFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -265,7 +268,8 @@ impl fuser::Filesystem for PassthroughFs {
         if let Err(e) = self.check_writable() {
             return reply.error(e);
         }
-        self.op_write(fh.0, offset, data, reply);
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        self.op_write(fh.0, offset, data, kill, reply);
     }
 
     fn flush(

@@ -15,6 +15,7 @@ mod files;
 mod filesystem;
 mod handles;
 mod inodes;
+mod killpriv;
 mod namespace;
 mod replies;
 mod stats;
