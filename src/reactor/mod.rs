@@ -4,16 +4,27 @@
 //! on io_uring with buffers from its [`BufferPool`] and answers each request's completion from its own
 //! thread. It knows nothing about FUSE: completions are a trait the caller implements.
 //!
-//! One task does all the work. It drains the channel, admits each request as a future into a
-//! `FuturesUnordered` (no task spawn per request), harvests the finished ones, and returns their buffers
-//! to the pool. Requests that need a buffer while none is free wait in a queue inside the reactor
-//! (backpressure) instead of growing memory. SQEs pushed in one pass are submitted together at the next
-//! driver poll, so a burst of requests costs one `io_uring_enter`.
+//! One task does all the work. In each pass it polls the request futures whose operations completed,
+//! gives their buffers back to the pool, and admits new requests from the channel: each request
+//! becomes a future in a reusable slot (no task spawn and no allocation per request, see `slots`),
+//! polled once at once so that its SQE is queued. SQEs queued in one pass are submitted together at
+//! the next driver poll, so a burst of requests costs one `io_uring_enter`. Requests that need a
+//! buffer while none is free wait in a queue inside the reactor (backpressure) instead of growing
+//! memory; so do operations without a buffer beyond `ring_entries` in flight.
+//!
+//! Wake-ups: the reactor announces with the [`Doorbell`] when it goes to sleep; senders only pay for
+//! a wake-up then. Before sleeping it keeps looking for work for `ReactorConfig::spin` (polling the
+//! ring without blocking while operations are in flight): on virtual machines a wake-up across CPUs
+//! costs tens of microseconds, far more than the operations themselves. After that it sleeps in
+//! `io_uring_enter` and uses no CPU until a completion or a sender wakes it.
+//!
+//! See docs/reactor.md for the design, the measurements and the profile.
 
 mod doorbell;
 mod pool;
 mod request;
 mod serve;
+mod slots;
 
 pub use doorbell::Doorbell;
 pub use pool::{ALIGN, BufferPool, PoolBuf, PoolClosed, PoolStats};
@@ -29,9 +40,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use slots::Slots;
 
 /// Sizes of the reactor's resources.
 #[derive(Debug, Clone, Copy)]
@@ -40,10 +53,12 @@ pub struct ReactorConfig {
     pub buffers: usize,
     /// Bytes per pool buffer: the largest read or write one request may carry.
     pub buffer_size: usize,
-    /// Submission queue entries of the io_uring instance.
+    /// Submission queue entries of the io_uring instance; also the most operations without a
+    /// buffer (fsync, fallocate, close) in flight at once.
     pub ring_entries: u32,
-    /// How long the reactor keeps looking for new work after it ran out, before it goes to sleep.
-    pub spin: std::time::Duration,
+    /// How long the reactor keeps looking for work after it ran out, before it sleeps. Zero sleeps
+    /// at once. An idle reactor spends at most this much CPU after its last request.
+    pub spin: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -52,7 +67,7 @@ impl Default for ReactorConfig {
             buffers: 128,
             buffer_size: 1 << 20,
             ring_entries: 256,
-            spin: std::time::Duration::from_micros(50),
+            spin: Duration::from_micros(50),
         }
     }
 }
@@ -76,13 +91,21 @@ enum Message<C: Completions> {
     Shutdown,
 }
 
+/// Counters only the reactor thread writes, on a cache line of their own so that senders reading
+/// `stopping` or ringing the bell do not share it.
+#[repr(align(128))]
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    sleeps: AtomicU64,
+    buffer_waits: AtomicU64,
+}
+
 struct Shared {
     pool: BufferPool,
     bell: Doorbell,
     stopping: AtomicBool,
-    received: AtomicU64,
-    sleeps: AtomicU64,
-    buffer_waits: AtomicU64,
+    counters: Counters,
 }
 
 /// A cheap, cloneable, `Send` way to give the reactor work.
@@ -105,11 +128,13 @@ impl<C: Completions> ReactorHandle<C> {
     /// `ESHUTDOWN` right here.
     pub fn submit(&self, req: Request<C>) {
         if self.shared.stopping.load(Ordering::Acquire) {
-            return; // dropping `req` answers it with ESHUTDOWN
+            // Dropping `req` answers it with ESHUTDOWN and returns its buffer, if any, to the pool;
+            // the ring below lets a reactor that waits for that buffer see it.
+            drop(req);
+        } else if let Err(refused) = self.tx.send(Message::Work(req)) {
+            drop(refused);
         }
-        if self.tx.send(Message::Work(req)).is_ok() {
-            self.shared.bell.ring();
-        }
+        self.shared.bell.ring();
     }
 
     /// Reads up to `len` bytes at `offset`.
@@ -180,12 +205,13 @@ impl<C: Completions> ReactorHandle<C> {
 
     /// The reactor's counters now.
     pub fn stats(&self) -> ReactorStats {
+        let c = &self.shared.counters;
         ReactorStats {
             pool: self.shared.pool.stats(),
-            received: self.shared.received.load(Ordering::Relaxed),
-            sleeps: self.shared.sleeps.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            sleeps: c.sleeps.load(Ordering::Relaxed),
             wakeups: self.shared.bell.rings(),
-            buffer_waits: self.shared.buffer_waits.load(Ordering::Relaxed),
+            buffer_waits: c.buffer_waits.load(Ordering::Relaxed),
         }
     }
 }
@@ -210,9 +236,7 @@ impl<C: Completions> Reactor<C> {
             pool: BufferPool::new(config.buffers, config.buffer_size),
             bell: Doorbell::default(),
             stopping: AtomicBool::new(false),
-            received: AtomicU64::new(0),
-            sleeps: AtomicU64::new(0),
-            buffer_waits: AtomicU64::new(0),
+            counters: Counters::default(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -228,7 +252,7 @@ impl<C: Completions> Reactor<C> {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                runtime.block_on(run::<C>(rx, thread_shared, config.spin));
+                runtime.block_on(run::<C>(rx, thread_shared, config));
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Reactor {
@@ -277,126 +301,313 @@ impl<C: Completions> Drop for Reactor<C> {
     }
 }
 
-fn build_runtime(ring_entries: u32) -> io::Result<compio::runtime::Runtime> {
-    let mut proactor = compio::driver::ProactorBuilder::new();
-    proactor.capacity(ring_entries);
-    compio::runtime::RuntimeBuilder::new()
-        .with_proactor(proactor)
-        .build()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "io_uring is unavailable ({e}): arsyncfs needs it for all file I/O. Allow it with \
-                     `sysctl kernel.io_uring_disabled=0`, and if running in a container, use a seccomp \
-                     profile that permits io_uring_setup/io_uring_enter (Docker's default blocks them)"
-                ),
-            )
-        })
+/// The error `start` returns when io_uring cannot be used, saying why and what to do.
+pub(crate) fn io_uring_error(e: io::Error, ring_entries: u32) -> io::Error {
+    let msg = match e.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EACCES) => format!(
+            "io_uring is unavailable ({e}): arsyncfs needs it for all file I/O. Allow it with \
+             `sysctl kernel.io_uring_disabled=0` (or add this user's group to \
+             kernel.io_uring_group), and in a container use a seccomp profile that permits \
+             io_uring_setup, io_uring_enter and io_uring_register (Docker's default blocks them)"
+        ),
+        Some(libc::ENOMEM) => format!(
+            "cannot set up io_uring ({e}): not enough locked memory for a ring of {ring_entries} \
+             entries; raise `ulimit -l` or use a smaller ring"
+        ),
+        _ => format!("cannot set up io_uring with a ring of {ring_entries} entries ({e})"),
+    };
+    io::Error::new(e.kind(), msg)
 }
 
+/// The io_uring operations the reactor submits; `start` fails if the kernel lacks one.
+const NEEDED_OPS: [(u8, &str); 5] = [
+    (io_uring::opcode::Read::CODE, "READ"),
+    (io_uring::opcode::Write::CODE, "WRITE"),
+    (io_uring::opcode::Fsync::CODE, "FSYNC"),
+    (io_uring::opcode::Fallocate::CODE, "FALLOCATE"),
+    (io_uring::opcode::Close::CODE, "CLOSE"),
+];
+
+fn check_io_uring(ring_entries: u32) -> io::Result<()> {
+    let ring = io_uring::IoUring::new(2).map_err(|e| io_uring_error(e, ring_entries))?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| io_uring_error(e, ring_entries))?;
+    for (code, name) in NEEDED_OPS {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "this kernel's io_uring lacks IORING_OP_{name}, which arsyncfs needs \
+                     (Linux 5.19 or later has everything)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn build_runtime(ring_entries: u32) -> io::Result<compio::runtime::Runtime> {
+    check_io_uring(ring_entries)?;
+    let build = |cooperative: bool| {
+        let mut proactor = compio::driver::ProactorBuilder::new();
+        proactor.capacity(ring_entries);
+        // Completions that arrive while the reactor runs (disk interrupts, io-wq workers) are
+        // queued for its next io_uring_enter instead of interrupting it with an IPI.
+        proactor.coop_taskrun(cooperative).taskrun_flag(cooperative);
+        compio::runtime::RuntimeBuilder::new()
+            .with_proactor(proactor)
+            .build()
+    };
+    build(true)
+        .or_else(|e| match e.raw_os_error() {
+            // Kernels before 5.19 refuse the cooperative flags.
+            Some(libc::EINVAL) => build(false),
+            _ => Err(e),
+        })
+        .map_err(|e| io_uring_error(e, ring_entries))
+}
+
+/// Counters the reactor keeps locally and publishes when it runs out of work.
+#[derive(Default)]
+struct Local {
+    received: u64,
+    sleeps: u64,
+    buffer_waits: u64,
+}
+
+impl Local {
+    fn publish(&self, c: &Counters) {
+        c.received.store(self.received, Ordering::Relaxed);
+        c.sleeps.store(self.sleeps, Ordering::Relaxed);
+        c.buffer_waits.store(self.buffer_waits, Ordering::Relaxed);
+    }
+}
+
+/// A finished request hands back its buffer (reads, writes) or nothing (the others).
+fn finished(out: Option<PoolBuf>, returned: &mut Vec<PoolBuf>, others: &mut usize) {
+    match out {
+        Some(buf) => returned.push(buf),
+        None => *others -= 1,
+    }
+}
+
+/// How often, in idle passes, the spinning reactor yields its CPU: on a busy machine a sender may
+/// share it, and spinning would only delay the work the reactor waits for.
+const SPIN_YIELD_EVERY: u32 = 64;
+
 /// The reactor's one task.
-async fn run<C: Completions>(
-    rx: Receiver<Message<C>>,
-    shared: Arc<Shared>,
-    spin: std::time::Duration,
-) {
-    let mut in_flight = FuturesUnordered::new();
-    let mut idle_since: Option<std::time::Instant> = None;
+async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, config: ReactorConfig) {
+    let pool = &shared.pool;
+    let other_limit = config.ring_entries as usize;
+    let mut slots = Slots::new(config.buffers + other_limit);
+    // Operations in flight that hold no buffer (fsync, fallocate, close).
+    let mut others = 0usize;
     let mut waiting_for_buffer: VecDeque<Request<C>> = VecDeque::new();
+    let mut waiting_for_slot: VecDeque<Request<C>> = VecDeque::new();
+    // Buffers of requests that finished in this pass; a read admitted in the same pass takes one of
+    // these (`recycled`) before asking the pool.
+    let mut returned: Vec<PoolBuf> = Vec::with_capacity(config.buffers);
+    let mut recycled = 0u64;
     let mut stopping = false;
+    let mut local = Local::default();
     let mut waker_published = false;
+    let mut idle_since: Option<Instant> = None;
+    let mut idle_passes = 0u32;
 
     poll_fn(|cx| {
         // Awake now: senders need not ring until we arm the bell again.
         shared.bell.disarm();
         if !waker_published {
             shared.bell.set_waker(cx.waker());
+            slots.set_owner(cx.waker());
             waker_published = true;
         }
         loop {
             let mut progress = false;
 
-            // Harvest finished requests and give their buffers back.
-            while let Poll::Ready(Some(buf)) = in_flight.poll_next_unpin(cx) {
-                if let Some(buf) = buf {
-                    shared.pool.put(buf);
-                }
+            // Harvest the requests whose operations completed.
+            if slots.poll_woken(|out| finished(out, &mut returned, &mut others)) > 0 {
                 progress = true;
             }
 
-            // Admit requests that were waiting for a buffer, oldest first.
+            // Admit requests that were waiting for a buffer or a slot, oldest first.
             while !waiting_for_buffer.is_empty() {
-                let Some(buf) = shared.pool.try_take() else {
+                let buf = match returned.pop() {
+                    Some(buf) => {
+                        recycled += 1;
+                        Some(buf)
+                    }
+                    None => pool.take_if_free(),
+                };
+                let Some(buf) = buf else { break };
+                let req = waiting_for_buffer.pop_front().expect("checked non-empty");
+                if let Some(out) = slots.start(serve::serve(req, Some(buf))) {
+                    finished(out, &mut returned, &mut others);
+                }
+                progress = true;
+            }
+            while others < other_limit {
+                let Some(req) = waiting_for_slot.pop_front() else {
                     break;
                 };
-                let req = waiting_for_buffer.pop_front().expect("checked non-empty");
-                in_flight.push(serve::serve(req, Some(buf)));
+                others += 1;
+                if let Some(out) = slots.start(serve::serve(req, None)) {
+                    finished(out, &mut returned, &mut others);
+                }
                 progress = true;
             }
 
             // Admit new requests.
             loop {
-                match rx.try_recv() {
-                    Ok(Message::Work(req)) => {
-                        shared.received.fetch_add(1, Ordering::Relaxed);
-                        progress = true;
-                        if !req.needs_buffer() {
-                            in_flight.push(serve::serve(req, None));
-                        } else if !waiting_for_buffer.is_empty() {
-                            waiting_for_buffer.push_back(req);
-                        } else if let Some(buf) = shared.pool.try_take() {
-                            in_flight.push(serve::serve(req, Some(buf)));
-                        } else {
-                            shared.buffer_waits.fetch_add(1, Ordering::Relaxed);
-                            waiting_for_buffer.push_back(req);
-                        }
-                    }
+                let req = match rx.try_recv() {
+                    Ok(Message::Work(req)) => req,
                     Ok(Message::Shutdown) => {
                         stopping = true;
                         // Writers blocked on a buffer fail now instead of queueing more work.
-                        shared.pool.close();
+                        pool.close();
                         progress = true;
+                        continue;
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         stopping = true;
                         break;
                     }
+                };
+                local.received += 1;
+                progress = true;
+                let out = match req {
+                    Request::Read { .. } => {
+                        if !waiting_for_buffer.is_empty() {
+                            waiting_for_buffer.push_back(req);
+                            continue;
+                        }
+                        let buf = match returned.pop() {
+                            Some(buf) => {
+                                recycled += 1;
+                                Some(buf)
+                            }
+                            None => pool.try_take(),
+                        };
+                        match buf {
+                            Some(buf) => slots.start(serve::serve(req, Some(buf))),
+                            None => {
+                                local.buffer_waits += 1;
+                                waiting_for_buffer.push_back(req);
+                                continue;
+                            }
+                        }
+                    }
+                    // A write brings its own buffer, and buffers bound reads plus writes: there is
+                    // always a slot for it.
+                    Request::Write { .. } => slots.start(serve::serve(req, None)),
+                    _ if others < other_limit && waiting_for_slot.is_empty() => {
+                        others += 1;
+                        slots.start(serve::serve(req, None))
+                    }
+                    _ => {
+                        waiting_for_slot.push_back(req);
+                        continue;
+                    }
+                };
+                if let Some(out) = out {
+                    finished(out, &mut returned, &mut others);
                 }
             }
 
-            if stopping && in_flight.is_empty() && waiting_for_buffer.is_empty() {
+            // Buffers nobody took this pass go back to the pool, all at once.
+            if !returned.is_empty() || recycled > 0 {
+                pool.put_all(&mut returned, recycled);
+                recycled = 0;
+            }
+
+            if stopping
+                && slots.is_empty()
+                && waiting_for_buffer.is_empty()
+                && waiting_for_slot.is_empty()
+            {
+                local.publish(&shared.counters);
                 return Poll::Ready(());
             }
             if progress {
                 idle_since = None;
                 continue;
             }
-            if !spin.is_zero() {
-                let now = std::time::Instant::now();
-                if now.duration_since(*idle_since.get_or_insert(now)) < spin {
-                    if in_flight.is_empty() {
-                        std::hint::spin_loop();
+
+            // Out of work for now. Keep looking for a while: a sleep and a wake-up cost more than
+            // the work that usually follows.
+            if !config.spin.is_zero() {
+                if idle_since.is_none() {
+                    local.publish(&shared.counters);
+                    idle_since = Some(Instant::now());
+                    idle_passes = 0;
+                }
+                idle_passes += 1;
+                let spinning = !idle_passes.is_multiple_of(16)
+                    || idle_since.is_some_and(|t| t.elapsed() < config.spin);
+                if spinning {
+                    if slots.is_empty() {
+                        // Nothing in the kernel: look at the channel again from here, letting a
+                        // sender that shares this CPU run now and then.
+                        if idle_passes.is_multiple_of(SPIN_YIELD_EVERY) {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
                         continue;
+                    }
+                    // Operations in flight: let the driver submit and reap without blocking. Each
+                    // such pass is a system call; yield more often.
+                    if idle_passes.is_multiple_of(SPIN_YIELD_EVERY / 16) {
+                        std::thread::yield_now();
                     }
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
                 idle_since = None;
             }
+
             // Nothing to do until a completion or a sender wakes us. Arm the bell, then look once more
-            // so that a request sent in between is not left behind.
+            // so that a request sent (or a buffer returned) in between is not left behind.
             shared.bell.arm();
-            if !rx.is_empty() {
+            if !rx.is_empty() || (!waiting_for_buffer.is_empty() && pool.has_free()) {
                 shared.bell.disarm();
                 continue;
             }
-            shared.sleeps.fetch_add(1, Ordering::Relaxed);
+            local.sleeps += 1;
+            local.publish(&shared.counters);
             return Poll::Pending;
         }
     })
     .await;
     // Dropping `rx` now discards anything sent in the last instant; each such request answers
-    // ESHUTDOWN from its `Drop`, and later sends fail and answer the same way.
+    // ESHUTDOWN from its `Drop` (and gives back its buffer), and later sends fail the same way.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_uring_errors_say_what_is_wrong_and_what_to_do() {
+        for errno in [libc::ENOSYS, libc::EPERM, libc::EACCES] {
+            let e = io_uring_error(io::Error::from_raw_os_error(errno), 256);
+            let msg = e.to_string();
+            assert!(msg.starts_with("io_uring is unavailable"), "{msg}");
+            assert!(msg.contains("kernel.io_uring_disabled=0"), "{msg}");
+            assert!(msg.contains("seccomp"), "{msg}");
+            assert_eq!(e.kind(), io::Error::from_raw_os_error(errno).kind());
+        }
+        let msg = io_uring_error(io::Error::from_raw_os_error(libc::ENOMEM), 4096).to_string();
+        assert!(msg.contains("ulimit -l") && msg.contains("4096"), "{msg}");
+        let msg = io_uring_error(io::Error::from_raw_os_error(libc::EINVAL), 7).to_string();
+        assert!(msg.contains("io_uring") && msg.contains('7'), "{msg}");
+    }
+
+    #[test]
+    fn this_kernel_has_every_operation_the_reactor_needs() {
+        check_io_uring(8).unwrap();
+    }
 }

@@ -247,6 +247,45 @@ impl BufferPool {
         self.inner.close()
     }
 
+    /// Like `try_take`, but a miss is not counted as a wait (the reactor retrying for a request it
+    /// already counted).
+    pub(crate) fn take_if_free(&self) -> Option<PoolBuf> {
+        let mut state = self.inner.lock();
+        self.inner.take_locked(&mut state)
+    }
+
+    /// Returns every buffer in `bufs` (leaving it empty) under one lock, and counts `recycled`
+    /// buffers the caller gave back and took again without the pool (each a return, a take and a
+    /// reuse).
+    pub(crate) fn put_all(&self, bufs: &mut Vec<PoolBuf>, recycled: u64) {
+        let n = bufs.len();
+        if n == 0 && recycled == 0 {
+            return;
+        }
+        let mut state = self.inner.lock();
+        state.stats.taken += recycled;
+        state.stats.returned += recycled;
+        state.stats.reuses += recycled;
+        debug_assert!(state.stats.in_use >= n, "a buffer returned twice");
+        for mut buf in bufs.drain(..) {
+            buf.clear();
+            state.free.push(buf);
+        }
+        state.stats.in_use -= n;
+        state.stats.returned += n as u64;
+        let wake = state.sleepers > 0;
+        drop(state);
+        if wake {
+            self.inner.returned.notify_all();
+        }
+    }
+
+    /// Whether a take would succeed now.
+    pub(crate) fn has_free(&self) -> bool {
+        let state = self.inner.lock();
+        !state.free.is_empty() || state.stats.total < self.inner.max_buffers
+    }
+
     /// The counters now.
     pub fn stats(&self) -> PoolStats {
         self.inner.stats()

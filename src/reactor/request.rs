@@ -153,10 +153,3 @@ pub enum Request<C: Completions> {
         done: PendingDone<C>,
     },
 }
-
-impl<C: Completions> Request<C> {
-    /// Whether serving this request needs a buffer the reactor takes from the pool.
-    pub(crate) fn needs_buffer(&self) -> bool {
-        matches!(self, Request::Read { .. })
-    }
-}

@@ -9,13 +9,12 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use compio::BufResult;
-use compio::buf::{IntoInner, IoBuf};
-use compio::driver::op::{CloseFile, ReadAt, Sync, WriteAt};
+use compio::driver::op::{CloseFile, Sync};
 use compio::runtime::submit;
 
 use super::pool::PoolBuf;
 use super::request::{BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request};
-use crate::sys::uring::Fallocate;
+use crate::sys::uring::{Fallocate, ReadAtOwned, WriteAtOwned};
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
 pub(crate) async fn serve<C: Completions>(
@@ -83,13 +82,14 @@ async fn read<C: Completions>(
         return buf;
     }
     let (mut vec, shape) = buf.lend();
+    let mut file = file;
     let mut filled = 0;
     let mut error = None;
     while filled < len {
-        let window = vec.slice(shape.window(filled, len));
-        let BufResult(res, op) =
-            submit(ReadAt::new(file.clone(), offset + filled as u64, window)).await;
-        vec = op.into_inner().into_inner();
+        let window = shape.window(filled, len);
+        let op = ReadAtOwned::new(file, offset + filled as u64, vec, window);
+        let BufResult(res, op) = submit(op).await;
+        (file, vec) = op.into_parts();
         match res {
             Ok(0) => break,
             Ok(n) => filled += n.min(len - filled),
@@ -120,15 +120,16 @@ async fn write<C: Completions>(
 ) -> PoolBuf {
     let total = buf.data().len();
     let (mut vec, shape) = buf.lend();
+    let mut file = file;
     let mut written = 0;
     let result = loop {
         if written == total {
             break Ok(total);
         }
-        let window = vec.slice(shape.window(written, total));
-        let BufResult(res, op) =
-            submit(WriteAt::new(file.clone(), offset + written as u64, window)).await;
-        vec = op.into_inner().into_inner();
+        let window = shape.window(written, total);
+        let op = WriteAtOwned::new(file, offset + written as u64, vec, window);
+        let BufResult(res, op) = submit(op).await;
+        (file, vec) = op.into_parts();
         match res {
             Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => written += n.min(total - written),
