@@ -25,7 +25,8 @@ use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use arsyncfs::reactor::{
@@ -33,7 +34,6 @@ use arsyncfs::reactor::{
     WriteCompletion,
 };
 use clap::Parser;
-use crossbeam_channel::{Receiver, Sender};
 
 #[derive(Parser, Debug)]
 #[command(about = "Reactor vs plain pread/pwrite, random I/O on one file")]
@@ -44,6 +44,14 @@ struct Args {
     /// File size (k, M, G suffixes).
     #[arg(long, default_value = "2G", value_parser = parse_size)]
     size: u64,
+    /// Cached runs use only the first this many bytes of the file, kept in the page cache (see
+    /// --pin).
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    cached_size: u64,
+    /// Keep the cached range mapped by a helper process (python3) during cached runs, so that
+    /// someone else's `echo 3 > /proc/sys/vm/drop_caches` on a shared machine cannot empty it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pin: bool,
     /// Block sizes (comma-separated).
     #[arg(long, default_value = "4k,128k", value_delimiter = ',', value_parser = parse_size)]
     bs: Vec<u64>,
@@ -114,12 +122,83 @@ fn human(bytes: u64) -> String {
 // ---------------------------------------------------------------------------------------------------
 // Completions: each answer goes back to the sending thread over its own channel.
 
-struct Sink(Sender<io::Result<usize>>);
+/// Where a sending thread's completions land: a counter it watches, and a way to wake it when it
+/// sleeps. One per sending thread per run, leaked (a few bytes) so that completions can point at it
+/// without reference counting: a channel send or an `Arc` per request would add cross-CPU traffic
+/// of the benchmark's own to every operation.
+struct Inbox {
+    done: AtomicU64,
+    /// Bytes every answer must carry (block size); anything else is an error.
+    want: usize,
+    error: Mutex<Option<String>>,
+    sleeping: AtomicBool,
+    thread: std::thread::Thread,
+}
+
+impl Inbox {
+    fn new(want: usize) -> &'static Inbox {
+        Box::leak(Box::new(Inbox {
+            done: AtomicU64::new(0),
+            want,
+            error: Mutex::new(None),
+            sleeping: AtomicBool::new(false),
+            thread: std::thread::current(),
+        }))
+    }
+
+    fn answer(&self, result: io::Result<usize>) {
+        match result {
+            Ok(n) if n == self.want => {}
+            other => {
+                let msg = match other {
+                    Ok(n) => format!("short answer: {n} of {} bytes", self.want),
+                    Err(e) => e.to_string(),
+                };
+                self.error.lock().unwrap().get_or_insert(msg);
+            }
+        }
+        self.done.fetch_add(1, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+    }
+
+    /// Waits until more than `seen` answers arrived: spins for up to `spin`, then parks.
+    fn wait_past(&self, seen: u64, spin: Duration) -> u64 {
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                let d = self.done.load(Ordering::Acquire);
+                if d > seen {
+                    return d;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= spin {
+                break;
+            }
+            // Let the reactor run if it shares this CPU.
+            std::thread::yield_now();
+        }
+        loop {
+            self.sleeping.store(true, Ordering::SeqCst);
+            let d = self.done.load(Ordering::SeqCst);
+            if d > seen {
+                self.sleeping.store(false, Ordering::Relaxed);
+                return d;
+            }
+            std::thread::park();
+            self.sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Sink(&'static Inbox);
 
 impl ReadCompletion for Sink {
     fn complete(self, result: io::Result<&[u8]>) {
         // Touch the data, as a real consumer would, and report how much came back.
-        let _ = self.0.send(result.map(|d| {
+        self.0.answer(result.map(|d| {
             std::hint::black_box(d.first());
             d.len()
         }));
@@ -127,12 +206,12 @@ impl ReadCompletion for Sink {
 }
 impl WriteCompletion for Sink {
     fn complete(self, result: io::Result<usize>) {
-        let _ = self.0.send(result);
+        self.0.answer(result);
     }
 }
 impl DoneCompletion for Sink {
     fn complete(self, result: io::Result<()>) {
-        let _ = self.0.send(result.map(|()| 0));
+        self.0.answer(result.map(|()| self.0.want));
     }
 }
 
@@ -184,6 +263,8 @@ struct Outcome {
     /// Reactor thread CPU time (ns) and involuntary context switches during the run.
     reactor_cpu_ns: u64,
     reactor_preempted: u64,
+    /// CPU time of the sending threads (ns).
+    sender_cpu_ns: u64,
 }
 
 impl Outcome {
@@ -286,9 +367,51 @@ fn warm_cache(file: &File, size: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// A helper process that maps (and so keeps in the page cache) the first `len` bytes of a file
+/// until dropped: `drop_caches` only drops pages nobody maps.
+struct Pin(std::process::Child);
+
+impl Pin {
+    fn new(path: &Path, len: u64) -> io::Result<Self> {
+        const HELPER: &str = "import mmap,sys\n\
+            f=open(sys.argv[1],'rb'); n=int(sys.argv[2])\n\
+            m=mmap.mmap(f.fileno(),n,prot=mmap.PROT_READ)\n\
+            s=sum(m[i] for i in range(0,n,4096))\n\
+            print('pinned',flush=True); sys.stdin.read()\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", HELPER])
+            .arg(path)
+            .arg(len.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("--pin needs python3 ({e}); use --pin false")))?;
+        let mut line = String::new();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| fail("pin helper: no stdout"))?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+        if line.trim() != "pinned" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail("the pin helper failed"));
+        }
+        Ok(Pin(child))
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
 struct Bench {
     file: Arc<File>,
     size: u64,
+    cached_size: u64,
     handle: Handle,
     secs: f64,
     seed: u64,
@@ -299,8 +422,17 @@ struct Bench {
 /// (CPU time in ns, involuntary context switches) of a thread of this process, from
 /// /proc/self/task/TID/sched.
 fn schedstat(tid: &Option<String>) -> (u64, u64) {
-    let Some(tid) = tid else { return (0, 0) };
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/sched")).unwrap_or_default();
+    schedstat_of(&tid.as_ref().map(|t| format!("task/{t}")))
+}
+
+/// Same for `/proc/<what>/sched`: `Some("self")` is the calling thread (thread-self).
+fn schedstat_of(what: &Option<String>) -> (u64, u64) {
+    let path = match what.as_deref() {
+        None => return (0, 0),
+        Some("self") => "/proc/thread-self/sched".to_string(),
+        Some(w) => format!("/proc/self/{w}/sched"),
+    };
+    let s = std::fs::read_to_string(path).unwrap_or_default();
     let field = |name: &str| {
         s.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -315,7 +447,11 @@ fn schedstat(tid: &Option<String>) -> (u64, u64) {
 
 impl Bench {
     fn run(&mut self, case: Case) -> io::Result<Outcome> {
-        let blocks = self.size / case.bs;
+        let span = match case.cache {
+            Cache::Cached => self.cached_size.min(self.size),
+            Cache::Cold => self.size,
+        };
+        let blocks = span / case.bs;
         if blocks < case.threads as u64 {
             return Err(fail("file too small for this block size"));
         }
@@ -330,7 +466,8 @@ impl Bench {
         let sched_before = schedstat(&self.reactor_tid);
         let barrier = Barrier::new(case.threads + 1);
         let deadline_after = Duration::from_secs_f64(self.secs);
-        let (results, elapsed): (Vec<io::Result<u64>>, Duration) = std::thread::scope(|s| {
+        type WorkerResult = io::Result<(u64, u64)>;
+        let (results, elapsed): (Vec<WorkerResult>, Duration) = std::thread::scope(|s| {
             let workers: Vec<_> = (0..case.threads)
                 .map(|t| {
                     let offsets = &perm[t * share..(t + 1) * share];
@@ -348,7 +485,9 @@ impl Bench {
                             u64::MAX
                         };
                         let offsets = offsets.iter().cycle().map(|&b| b as u64 * case.bs);
-                        match case.engine {
+                        let me = Some("self".to_string());
+                        let cpu_before = schedstat_of(&me);
+                        let ops = match case.engine {
                             Engine::Plain => {
                                 plain(&file, case.op, case.bs, data, offsets, deadline, limit)
                             }
@@ -356,7 +495,8 @@ impl Bench {
                                 &handle, &file, case.op, case.bs, data, qd, spin, offsets,
                                 deadline, limit,
                             ),
-                        }
+                        }?;
+                        Ok((ops, schedstat_of(&me).0 - cpu_before.0))
                     })
                 })
                 .collect();
@@ -369,8 +509,11 @@ impl Bench {
             (r, start.elapsed())
         });
         let mut ops = 0;
+        let mut sender_cpu_ns = 0;
         for r in results {
-            ops += r?;
+            let (o, cpu) = r?;
+            ops += o;
+            sender_cpu_ns += cpu;
         }
         let after = self.handle.stats();
         let sched_after = schedstat(&self.reactor_tid);
@@ -381,6 +524,7 @@ impl Bench {
             sleeps: after.sleeps - before.sleeps,
             reactor_cpu_ns: sched_after.0 - sched_before.0,
             reactor_preempted: sched_after.1 - sched_before.1,
+            sender_cpu_ns,
         })
     }
 }
@@ -429,75 +573,42 @@ fn reactor(
     deadline: Instant,
     limit: u64,
 ) -> io::Result<u64> {
-    let (tx, rx): (Sender<io::Result<usize>>, Receiver<io::Result<usize>>) =
-        crossbeam_channel::unbounded();
+    let inbox = Inbox::new(bs as usize);
     let mut issued = 0u64;
     let mut completed = 0u64;
-    let mut outstanding = 0usize;
-    let mut stop = false;
-    let mut first_error = None;
-    let check = |r: io::Result<usize>, first_error: &mut Option<io::Error>| match r {
-        Ok(n) if n == bs as usize => {}
-        Ok(n) => {
-            first_error.get_or_insert(fail(format!("short {op:?}: {n} of {bs}")));
-        }
-        Err(e) => {
-            first_error.get_or_insert(e);
-        }
-    };
     loop {
-        while !stop && outstanding < qd {
-            if issued >= limit
-                || first_error.is_some()
-                || (issued.is_multiple_of(16) && Instant::now() >= deadline)
-            {
-                stop = true;
+        let stop = issued >= limit
+            || (issued.is_multiple_of(16) && Instant::now() >= deadline)
+            || inbox.error.lock().unwrap().is_some();
+        if !stop {
+            while issued - completed < qd as u64 && issued < limit {
+                let off = offsets.next().expect("cycle never ends");
+                match op {
+                    Op::Read => handle.read(file.clone(), off, bs as usize, Sink(inbox)),
+                    Op::Write => handle.write(file.clone(), off, data, Sink(inbox)),
+                }
+                issued += 1;
+                if issued.is_multiple_of(16) {
+                    break;
+                }
+            }
+        }
+        if issued == completed {
+            if stop {
                 break;
             }
-            let off = offsets.next().expect("cycle never ends");
-            match op {
-                Op::Read => handle.read(file.clone(), off, bs as usize, Sink(tx.clone())),
-                Op::Write => handle.write(file.clone(), off, data, Sink(tx.clone())),
-            }
-            issued += 1;
-            outstanding += 1;
+            continue;
         }
-        if outstanding == 0 {
-            break;
-        }
-        let r = wait(&rx, spin)?;
-        check(r, &mut first_error);
-        outstanding -= 1;
-        completed += 1;
-        while let Ok(r) = rx.try_recv() {
-            check(r, &mut first_error);
-            outstanding -= 1;
-            completed += 1;
-        }
+        completed = if stop || issued - completed >= qd as u64 || issued >= limit {
+            inbox.wait_past(completed, spin)
+        } else {
+            inbox.done.load(Ordering::Acquire)
+        };
     }
-    match first_error {
-        Some(e) => Err(e),
+    match inbox.error.lock().unwrap().take() {
+        Some(e) => Err(fail(e)),
         None => Ok(completed),
     }
-}
-
-/// The next completion: spin on the channel for up to `spin`, then block.
-fn wait(rx: &Receiver<io::Result<usize>>, spin: Duration) -> io::Result<io::Result<usize>> {
-    if !spin.is_zero() {
-        let start = Instant::now();
-        loop {
-            for _ in 0..64 {
-                if let Ok(r) = rx.try_recv() {
-                    return Ok(r);
-                }
-                std::hint::spin_loop();
-            }
-            if start.elapsed() >= spin {
-                break;
-            }
-        }
-    }
-    rx.recv().map_err(|_| fail("completion channel closed"))
 }
 
 fn median(mut v: Vec<Outcome>) -> Outcome {
@@ -583,6 +694,7 @@ fn run(args: Args) -> io::Result<()> {
     let mut bench = Bench {
         file,
         size: args.size,
+        cached_size: args.cached_size,
         handle: reactor.handle(),
         secs: args.secs,
         seed: 1,
@@ -596,16 +708,22 @@ fn run(args: Args) -> io::Result<()> {
             .clone()
             .ok_or_else(|| fail("reactor thread not found in /proc"))?;
         eprintln!("reactor-tid: {tid}");
+        bench.secs = args.secs.min(0.3);
         let bs = args.bs[0];
-        for op in ops {
-            let o = bench.run(Case {
-                cache: Cache::Cached,
-                op,
-                bs,
-                threads: 1,
-                engine: Engine::Reactor { qd: max_qd },
-            })?;
-            println!("{op:?} {}: {:.0} ops/s", human(bs), o.rate());
+        // Through the reactor, then (so that the trace shows what plain I/O looks like, from the
+        // sending thread) a little plain pread/pwrite.
+        for engine in [Engine::Reactor { qd: max_qd }, Engine::Plain] {
+            for &op in &ops {
+                let o = bench.run(Case {
+                    cache: Cache::Cached,
+                    op,
+                    bs,
+                    threads: 1,
+                    engine,
+                })?;
+                println!("{engine:?} {op:?} {}: {} ops", human(bs), o.ops);
+            }
+            bench.secs = 0.05;
         }
         reactor.shutdown();
         return Ok(());
@@ -632,7 +750,7 @@ fn run(args: Args) -> io::Result<()> {
         human(config.buffer_size as u64)
     );
     println!(
-        "{:<6} {:<5} {:>5} {:>3} {:<8} {:>3} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8}",
+        "{:<6} {:<5} {:>5} {:>3} {:<8} {:>3} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8}",
         "cache",
         "op",
         "bs",
@@ -645,13 +763,21 @@ fn run(args: Args) -> io::Result<()> {
         "x_plain1",
         "wake/op",
         "sleep/op",
+        "scpu_us",
         "rcpu_us",
         "preempt"
     );
     for &cache in &caches {
-        if cache == Cache::Cached {
-            warm_cache(&bench.file, args.size)?;
-        }
+        let _pin = if cache == Cache::Cached {
+            warm_cache(&bench.file, args.cached_size.min(args.size))?;
+            if args.pin {
+                Some(Pin::new(&args.file, args.cached_size.min(args.size))?)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
         for &op in &ops {
             for &bs in &args.bs {
                 let mut plain1: Option<f64> = None;
@@ -709,7 +835,7 @@ fn run(args: Args) -> io::Result<()> {
                             }
                         };
                         println!(
-                            "{:<6} {:<5} {:>5} {:>3} {:<8} {:>3} {:>10.0} {:>9.1} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8}",
+                            "{:<6} {:<5} {:>5} {:>3} {:<8} {:>3} {:>10.0} {:>9.1} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8}",
                             format!("{cache:?}").to_lowercase(),
                             format!("{op:?}").to_lowercase(),
                             human(bs),
@@ -722,6 +848,10 @@ fn run(args: Args) -> io::Result<()> {
                             ratio(plain1),
                             per_op(m.wakeups),
                             per_op(m.sleeps),
+                            format!(
+                                "{:.3}",
+                                m.sender_cpu_ns as f64 / 1000.0 / m.ops.max(1) as f64
+                            ),
                             per_op_us(m.reactor_cpu_ns),
                             per_op(m.reactor_preempted),
                         );
