@@ -19,8 +19,8 @@ pub(super) struct AttrChanges {
     pub atime: Option<TimeOrNow>,
     pub mtime: Option<TimeOrNow>,
     pub fh: Option<u64>,
-    /// Who asks: a truncation by anyone but root clears set-id bits (see killpriv.rs).
-    pub caller_uid: u32,
+    /// Who asks (uid, gid): a truncation by anyone but root clears set-id bits (see killpriv.rs).
+    pub caller: (u32, u32),
 }
 
 fn timespec(t: Option<TimeOrNow>) -> Timespec {
@@ -109,8 +109,8 @@ impl PassthroughFs {
                 }
             };
             rustix::fs::ftruncate(f, size).map_err(errno)?;
-            if ch.caller_uid != 0 && ch.mode.is_none() {
-                super::killpriv::kill_suid_sgid(f)?;
+            if ch.caller.0 != 0 && ch.mode.is_none() {
+                super::killpriv::kill_suid_sgid(f, ch.caller.1)?;
             }
         }
         if ch.atime.is_some() || ch.mtime.is_some() {

@@ -62,7 +62,7 @@ impl PassthroughFs {
         &self,
         ino: u64,
         flags: i32,
-        caller_uid: u32,
+        caller: (u32, u32),
     ) -> OpResult<(u64, FopenFlags)> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
@@ -72,8 +72,8 @@ impl PassthroughFs {
             Mode::empty(),
         )
         .map_err(errno)?;
-        if flags & libc::O_TRUNC != 0 && caller_uid != 0 {
-            super::killpriv::kill_suid_sgid(&file)?;
+        if flags & libc::O_TRUNC != 0 && caller.0 != 0 {
+            super::killpriv::kill_suid_sgid(&file, caller.1)?;
         }
         let mut fopen = self.fopen_flags();
         if self.config.keep_cache && self.stamp_unchanged(ino, &file) {
@@ -171,7 +171,7 @@ impl PassthroughFs {
         fh: u64,
         offset: u64,
         data: &[u8],
-        kill_suidgid: bool,
+        kill_suidgid_for: Option<u32>,
         reply: fuser::ReplyWrite,
     ) {
         self.stats.write(data.len() as u64);
@@ -179,7 +179,9 @@ impl PassthroughFs {
             Ok(file) => file,
             Err(e) => return reply.error(e),
         };
-        if kill_suidgid && let Err(e) = super::killpriv::kill_suid_sgid(&*file) {
+        if let Some(gid) = kill_suidgid_for
+            && let Err(e) = super::killpriv::kill_suid_sgid(&*file, gid)
+        {
             return reply.error(e);
         }
         self.reactor.write(file, offset, data, reply)

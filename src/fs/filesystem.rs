@@ -144,7 +144,7 @@ impl fuser::Filesystem for PassthroughFs {
             atime,
             mtime,
             fh: fh.map(|f| f.0),
-            caller_uid: req.uid(),
+            caller: (req.uid(), req.gid()),
         };
         self.reply_attr(reply, ino.0, self.op_setattr(ino.0, changes));
     }
@@ -233,7 +233,7 @@ impl fuser::Filesystem for PassthroughFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.op_open(ino.0, flags.0, req.uid()) {
+        match self.op_open(ino.0, flags.0, (req.uid(), req.gid())) {
             Ok((fh, fopen)) => reply.opened(FileHandle(fh), fopen),
             Err(e) => reply.error(e),
         }
@@ -255,7 +255,7 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -268,7 +268,9 @@ impl fuser::Filesystem for PassthroughFs {
         if let Err(e) = self.check_writable() {
             return reply.error(e);
         }
-        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let kill = write_flags
+            .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            .then_some(req.gid());
         self.op_write(fh.0, offset, data, kill, reply);
     }
 

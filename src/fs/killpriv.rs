@@ -13,23 +13,25 @@ use rustix::fs::Mode;
 
 use super::{OpResult, errno};
 
-/// The bits a write or truncate by an unprivileged caller clears from `mode`: set-user-ID always,
-/// set-group-ID only together with group execute (without it, it marks mandatory locking).
-pub fn bits_to_kill(mode: u32) -> u32 {
+/// The bits a write or truncate by an unprivileged caller clears from `mode` (Linux's
+/// setattr_should_drop_suidgid): set-user-ID always; set-group-ID with group execute, or without it
+/// when the caller is not in the file's group. Group membership is judged by the caller's primary
+/// group, the only one a FUSE request carries.
+pub fn bits_to_kill(mode: u32, in_group: bool) -> u32 {
     let mut kill = mode & libc::S_ISUID;
-    if mode & libc::S_ISGID != 0 && mode & libc::S_IXGRP != 0 {
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !in_group) {
         kill |= libc::S_ISGID;
     }
     kill
 }
 
-/// Clears what an unprivileged modification of `file` clears.
-pub fn kill_suid_sgid(file: impl AsFd) -> OpResult<()> {
+/// Clears what a modification of `file` by an unprivileged caller of group `caller_gid` clears.
+pub fn kill_suid_sgid(file: impl AsFd, caller_gid: u32) -> OpResult<()> {
     let st = rustix::fs::fstat(&file).map_err(errno)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(());
     }
-    let kill = bits_to_kill(st.st_mode);
+    let kill = bits_to_kill(st.st_mode, st.st_gid == caller_gid);
     if kill != 0 {
         let mode = Mode::from_raw_mode(st.st_mode & 0o7777 & !kill);
         rustix::fs::fchmod(&file, mode).map_err(errno)?;
@@ -47,15 +49,20 @@ mod tests {
 
     #[test]
     fn which_bits_go() {
-        assert_eq!(bits_to_kill(0o4755), libc::S_ISUID);
-        assert_eq!(bits_to_kill(0o6755), libc::S_ISUID | libc::S_ISGID);
-        assert_eq!(bits_to_kill(0o2715), libc::S_ISGID);
+        assert_eq!(bits_to_kill(0o4755, true), libc::S_ISUID);
+        assert_eq!(bits_to_kill(0o6755, true), libc::S_ISUID | libc::S_ISGID);
+        assert_eq!(bits_to_kill(0o2715, true), libc::S_ISGID);
         assert_eq!(
-            bits_to_kill(0o2705),
+            bits_to_kill(0o2705, true),
             0,
-            "setgid without group execute stays"
+            "member, no group execute: stays"
         );
-        assert_eq!(bits_to_kill(0o1777), 0);
+        assert_eq!(
+            bits_to_kill(0o2705, false),
+            libc::S_ISGID,
+            "non-member: goes"
+        );
+        assert_eq!(bits_to_kill(0o1777, false), 0);
     }
 
     #[test]
@@ -65,7 +72,7 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         rustix::fs::chmod(&p, Mode::from_raw_mode(0o6755)).unwrap();
         let f = std::fs::File::open(&p).unwrap();
-        kill_suid_sgid(&f).unwrap();
+        kill_suid_sgid(&f, 0).unwrap();
         let st = rustix::fs::fstat(&f).unwrap();
         assert_eq!(st.st_mode & 0o7777, 0o755);
     }
