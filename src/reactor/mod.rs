@@ -397,6 +397,9 @@ fn finished(out: Option<PoolBuf>, returned: &mut Vec<PoolBuf>, others: &mut usiz
 /// share it, and spinning would only delay the work the reactor waits for.
 const SPIN_YIELD_EVERY: u32 = 64;
 
+/// Most new requests admitted before the driver submits them.
+const MAX_BATCH: usize = 16;
+
 /// The reactor's one task.
 async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, config: ReactorConfig) {
     let pool = &shared.pool;
@@ -417,6 +420,7 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
     let mut idle_passes = 0u32;
 
     poll_fn(|cx| {
+        let mut admitted = 0usize;
         // Awake now: senders need not ring until we arm the bell again.
         shared.bell.disarm();
         if !waker_published {
@@ -459,8 +463,15 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                 progress = true;
             }
 
-            // Admit new requests.
+            // Admit new requests, up to a batch: then let the driver submit them (and, for data
+            // in the page cache, complete them) before taking more, so that answers flow back
+            // while senders are still sending instead of after their whole queue.
+            let mut batch_full = false;
             loop {
+                if admitted >= MAX_BATCH {
+                    batch_full = true;
+                    break;
+                }
                 let req = match rx.try_recv() {
                     Ok(Message::Work(req)) => req,
                     Ok(Message::Shutdown) => {
@@ -477,6 +488,7 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                     }
                 };
                 local.received += 1;
+                admitted += 1;
                 progress = true;
                 let out = match req {
                     Request::Read { .. } => {
@@ -523,6 +535,10 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                 recycled = 0;
             }
 
+            if batch_full {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if stopping
                 && slots.is_empty()
                 && waiting_for_buffer.is_empty()
@@ -547,24 +563,18 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                 idle_passes += 1;
                 let spinning = !idle_passes.is_multiple_of(16)
                     || idle_since.is_some_and(|t| t.elapsed() < config.spin);
-                if spinning {
-                    if slots.is_empty() {
-                        // Nothing in the kernel: look at the channel again from here, letting a
-                        // sender that shares this CPU run now and then.
-                        if idle_passes.is_multiple_of(SPIN_YIELD_EVERY) {
-                            std::thread::yield_now();
-                        } else {
-                            std::hint::spin_loop();
-                        }
-                        continue;
-                    }
-                    // Operations in flight: let the driver submit and reap without blocking. Each
-                    // such pass is a system call; yield more often.
-                    if idle_passes.is_multiple_of(SPIN_YIELD_EVERY / 16) {
+                // Only while nothing of ours is in the kernel: operations in flight complete
+                // through the ring, which wakes us by itself, and polling it would cost a system
+                // call per pass.
+                if spinning && slots.is_empty() {
+                    // Look at the channel again from here, letting a sender that shares this CPU
+                    // run now and then.
+                    if idle_passes.is_multiple_of(SPIN_YIELD_EVERY) {
                         std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
                     }
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
+                    continue;
                 }
                 idle_since = None;
             }
