@@ -115,7 +115,7 @@ stop_target() {
   fi
   if is_mounted "$mnt"; then
     if [[ -n ${CONN[$t]:-} ]]; then
-      echo 1 >"/sys/fs/fuse/connections/${CONN[$t]}/abort" 2>/dev/null || true
+      { echo 1 >"/sys/fs/fuse/connections/${CONN[$t]}/abort"; } 2>/dev/null || true
     fi
     umount -l "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
   fi

@@ -272,7 +272,7 @@ unmount_and_stop() {
     rc=1
     # Last resorts: abort the FUSE connection (frees processes stuck on it), then lazy unmount.
     [[ -n $FUSE_CONN && -e /sys/fs/fuse/connections/$FUSE_CONN/abort ]] &&
-      echo 1 >"/sys/fs/fuse/connections/$FUSE_CONN/abort" 2>/dev/null
+      { echo 1 >"/sys/fs/fuse/connections/$FUSE_CONN/abort"; } 2>/dev/null
     umount -l "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
   fi
   return $rc
