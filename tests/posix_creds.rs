@@ -218,6 +218,12 @@ def run(op, a):
         os.chown(a[0], int(a[1]), int(a[2]), follow_symlinks=False); return ''
     if op == 'stat':
         st = os.lstat(a[0]); return '%d %d %o' % (st.st_uid, st.st_gid, st.st_mode)
+    if op == 'access':
+        return 'yes' if os.access(a[0], int(a[1])) else 'no'
+    if op == 'bind':
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(a[0]); s.close(); return ''
     if op == 'listdir':
         return ','.join(sorted(os.listdir(a[0])))
     raise SystemExit('unknown op ' + op)
@@ -358,6 +364,7 @@ fn user_owns_what_it_creates(env: &Env) {
             format!("symlink|f|{}", env.vs("work/l")),
             format!("mkfifo|{}|666", env.vs("work/p")),
             format!("create|{}|666", env.vs("work/d/nested")),
+            format!("bind|{}", env.vs("work/s")),
             "umask|0".into(),
             format!("create|{}|666", env.vs("work/f0")),
             format!("mkdir|{}|777", env.vs("work/d0")),
@@ -371,12 +378,13 @@ fn user_owns_what_it_creates(env: &Env) {
         assert_ok(line, &format!("op {i}"));
     }
     let (u, g) = (a.uid, a.gid);
-    assert_eq!(r[12], format!("ok {u} {g} 100644"), "stat as the user");
+    assert_eq!(r[13], format!("ok {u} {g} 100644"), "stat as the user");
     assert_owner_mode(env, "work/f", u, g, libc::S_IFREG | 0o644);
     assert_owner_mode(env, "work/d", u, g, libc::S_IFDIR | 0o755);
     assert_owner_mode(env, "work/l", u, g, libc::S_IFLNK | 0o777);
     assert_owner_mode(env, "work/p", u, g, libc::S_IFIFO | 0o644);
     assert_owner_mode(env, "work/d/nested", u, g, libc::S_IFREG | 0o644);
+    assert_owner_mode(env, "work/s", u, g, libc::S_IFSOCK | 0o755);
     assert_owner_mode(env, "work/f0", u, g, libc::S_IFREG | 0o666);
     assert_owner_mode(env, "work/d0", u, g, libc::S_IFDIR | 0o777);
     assert_owner_mode(env, "work/f7", u, g, libc::S_IFREG | 0o600);
@@ -466,6 +474,11 @@ fn eacces_for_root_owned(env: &Env) {
             format!("read|{}", env.vs("private/inner")),
             format!("stat|{}", env.vs("private/inner")),
             format!("listdir|{}", env.vs("private")),
+            format!("access|{}|{}", env.vs("locked/file"), libc::R_OK),
+            format!("access|{}|{}", env.vs("locked/file"), libc::W_OK),
+            format!("access|{}|{}", env.vs("locked"), libc::W_OK),
+            format!("access|{}|{}", env.vs("locked"), libc::X_OK),
+            format!("access|{}|{}", env.vs("private/inner"), libc::F_OK),
         ],
     );
     assert_eq!(r[0], "ok secret", "read of a 0644 file");
@@ -485,6 +498,11 @@ fn eacces_for_root_owned(env: &Env) {
     assert_errno(&r[10], "EACCES", "read under a 0700 dir");
     assert_errno(&r[11], "EACCES", "stat under a 0700 dir");
     assert_errno(&r[12], "EACCES", "list a 0700 dir");
+    assert_eq!(
+        r[13..],
+        ["ok yes", "ok no", "ok no", "ok yes", "ok no"],
+        "access(2): R/W of a 0644 root file, W/X of a 0755 root dir, F under a 0700 dir"
+    );
     // Nothing changed.
     assert_eq!(fs::read(env.b("locked/file")).unwrap(), b"secret");
     assert_owner_mode(env, "locked/file", 0, 0, libc::S_IFREG | 0o644);
