@@ -116,6 +116,7 @@ creds_tests!(
     chmod_chown_by_user,
     setid_cleared_on_write,
     setgid_nogx_cleared_for_non_member,
+    setid_cleared_on_open_trunc,
     sticky_directory,
     acl_denies_user,
     default_acl_overrides_umask,
@@ -201,6 +202,8 @@ def run(op, a):
         finally:
             os.close(fd)
         return ''
+    if op == 'open_trunc':
+        os.close(os.open(a[0], os.O_WRONLY | os.O_TRUNC)); return ''
     if op == 'read':
         with open(a[0], 'rb') as f:
             return f.read().decode()
@@ -618,6 +621,31 @@ fn setid_cleared_on_write(env: &Env) {
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
         .unwrap();
     assert_owner_mode(env, "work/byroot", 0, 0, libc::S_IFREG | 0o6777);
+}
+
+/// open(O_TRUNC) by an unprivileged user clears set-user-ID and set-group-ID (with group execute)
+/// like any other truncation. (A FUSE filesystem that truncates in open, FUSE_ATOMIC_O_TRUNC,
+/// must clear them itself: the kernel then sends no setattr.)
+fn setid_cleared_on_open_trunc(env: &Env) {
+    let a = user_a();
+    root_dir(env, "work", 0o777);
+    root_file(env, "work/t", b"#!/bin/sh\n", 0o6777);
+    root_file(env, "work/mine", b"#!/bin/sh\n", 0o644);
+    chown(env.v("work/mine"), Some(a.uid), Some(a.gid)).unwrap();
+    chmod(&env.v("work/mine"), 0o6755);
+    let r = run_as(
+        a,
+        &[
+            format!("open_trunc|{}", env.vs("work/t")),
+            format!("open_trunc|{}", env.vs("work/mine")),
+        ],
+    );
+    assert_ok(&r[0], "open O_TRUNC of a root 06777 file");
+    assert_ok(&r[1], "open O_TRUNC of the user's 06755 file");
+    assert_eq!(fs::read(env.b("work/t")).unwrap(), b"");
+    assert_eq!(fs::read(env.b("work/mine")).unwrap(), b"");
+    assert_owner_mode(env, "work/t", 0, 0, libc::S_IFREG | 0o777);
+    assert_owner_mode(env, "work/mine", a.uid, a.gid, libc::S_IFREG | 0o755);
 }
 
 /// The rule of Linux >= 6.2 (setattr_should_drop_sgid): a write or truncate by a user who is not in
