@@ -7,4 +7,5 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 bash scripts/setup.sh
-cargo test --release "$@"
+# --no-fail-fast: every test binary runs, so one failure does not hide the others.
+cargo test --release --no-fail-fast "$@"
