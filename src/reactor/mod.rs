@@ -551,6 +551,13 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                 idle_since = None;
                 continue;
             }
+            if admitted > 0 {
+                // New operations wait for the driver to submit them, and data in the page cache
+                // completes during that very submission: do it without arming the bell or
+                // counting a sleep.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
 
             // Out of work for now. Keep looking for a while: a sleep and a wake-up cost more than
             // the work that usually follows.
