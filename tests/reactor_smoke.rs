@@ -43,7 +43,8 @@ fn write_then_read_round_trip() {
     assert!(matches!(rx.recv().unwrap(), Answer::Done(4, Ok(()))));
     h.close(file, Tagged(5, tx.clone()));
     assert!(matches!(rx.recv().unwrap(), Answer::Done(5, Ok(()))));
-    let stats = h.stats();
     reactor.shutdown();
+    let stats = h.stats();
     assert_eq!(stats.pool.in_use, 0);
+    assert_eq!(stats.pool.taken, stats.pool.returned);
 }
