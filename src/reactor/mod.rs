@@ -395,7 +395,7 @@ fn finished(out: Option<PoolBuf>, returned: &mut Vec<PoolBuf>, others: &mut usiz
 
 /// How often, in idle passes, the spinning reactor yields its CPU: on a busy machine a sender may
 /// share it, and spinning would only delay the work the reactor waits for.
-const SPIN_YIELD_EVERY: u32 = 64;
+const SPIN_YIELD_EVERY: u32 = 256;
 
 /// Most new requests admitted before the driver submits them.
 const MAX_BATCH: usize = 16;
