@@ -210,3 +210,63 @@ fn a_ring_the_kernel_refuses_is_an_error_not_a_panic() {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     }
 }
+
+/// A completion that panics is contained: the reactor answers everything after it, and its buffer
+/// still goes back to the pool.
+#[test]
+fn a_panicking_completion_does_not_stop_the_reactor() {
+    use arsyncfs::reactor::{
+        Completions, DoneCompletion, Reactor, ReadCompletion, WriteCompletion,
+    };
+    use crossbeam_channel::Sender;
+
+    struct Bomb(u64, Sender<u64>);
+    impl ReadCompletion for Bomb {
+        fn complete(self, result: std::io::Result<&[u8]>) {
+            assert!(result.is_ok());
+            if self.0 % 2 == 1 {
+                panic!("completion {} explodes (on purpose)", self.0);
+            }
+            let _ = self.1.send(self.0);
+        }
+    }
+    impl WriteCompletion for Bomb {
+        fn complete(self, _: std::io::Result<usize>) {
+            let _ = self.1.send(self.0);
+        }
+    }
+    impl DoneCompletion for Bomb {
+        fn complete(self, _: std::io::Result<()>) {
+            let _ = self.1.send(self.0);
+        }
+    }
+    struct Bombs;
+    impl Completions for Bombs {
+        type Read = Bomb;
+        type Write = Bomb;
+        type Done = Bomb;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (path, file) = new_file(dir.path(), "bomb");
+    std::fs::write(&path, b"data").unwrap();
+    let reactor = Reactor::<Bombs>::start(ReactorConfig {
+        buffers: 1,
+        ..ReactorConfig::default()
+    })
+    .unwrap();
+    let h = reactor.handle();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..20u64 {
+        h.read(file.clone(), 0, 4, Bomb(i, tx.clone()));
+    }
+    let mut got: Vec<u64> = (0..10)
+        .map(|_| rx.recv_timeout(reactor_util::PATIENCE).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..20).step_by(2).collect::<Vec<_>>());
+    h.sync(file.clone(), false, Bomb(100, tx.clone()));
+    assert_eq!(rx.recv_timeout(reactor_util::PATIENCE).unwrap(), 100);
+    reactor.shutdown();
+    reactor_util::assert_pool_clean(&h.stats());
+}

@@ -252,6 +252,8 @@ impl<C: Completions> Reactor<C> {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
+                // However the thread ends, senders must not keep waiting for it.
+                let _closed_on_exit = CloseOnExit(thread_shared.clone());
                 runtime.block_on(run::<C>(rx, thread_shared, config));
             })?;
         match ready_rx.recv() {
@@ -298,6 +300,17 @@ impl<C: Completions> Reactor<C> {
 impl<C: Completions> Drop for Reactor<C> {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Marks the reactor stopped and closes its pool when the reactor thread ends, also by a panic:
+/// later requests are refused at once and writers blocked on the pool are released.
+struct CloseOnExit(Arc<Shared>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.stopping.store(true, Ordering::Release);
+        self.0.pool.close();
     }
 }
 

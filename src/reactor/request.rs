@@ -39,6 +39,14 @@ pub fn shutdown_error() -> io::Error {
     io::Error::from_raw_os_error(libc::ESHUTDOWN)
 }
 
+/// Runs a caller's completion; a panic in it is logged and contained, so that one bad completion
+/// cannot take the reactor (and every request after it) down.
+fn guarded(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!("a request's completion panicked; the reactor carries on");
+    }
+}
+
 /// Holds a completion until it is answered; answers `ESHUTDOWN` if dropped unanswered.
 pub struct Pending<T: AnswerOnDrop>(Option<T>);
 
@@ -79,7 +87,8 @@ impl<T: ReadCompletion> Pending<ReadDone<T>> {
         Pending(Some(ReadDone(done)))
     }
     pub fn complete(mut self, result: io::Result<&[u8]>) {
-        self.take().0.complete(result)
+        let done = self.take().0;
+        guarded(move || done.complete(result))
     }
 }
 
@@ -88,7 +97,8 @@ impl<T: WriteCompletion> Pending<WriteDone<T>> {
         Pending(Some(WriteDone(done)))
     }
     pub fn complete(mut self, result: io::Result<usize>) {
-        self.take().0.complete(result)
+        let done = self.take().0;
+        guarded(move || done.complete(result))
     }
 }
 
@@ -97,14 +107,15 @@ impl<T: DoneCompletion> Pending<UnitDone<T>> {
         Pending(Some(UnitDone(done)))
     }
     pub fn complete(mut self, result: io::Result<()>) {
-        self.take().0.complete(result)
+        let done = self.take().0;
+        guarded(move || done.complete(result))
     }
 }
 
 impl<T: AnswerOnDrop> Drop for Pending<T> {
     fn drop(&mut self) {
         if let Some(done) = self.0.take() {
-            done.answer_error(shutdown_error());
+            guarded(move || done.answer_error(shutdown_error()));
         }
     }
 }
