@@ -301,3 +301,69 @@ fn direct_and_buffered_agree(env: &Env) {
     drop(d);
     assert_content(env, "f", &want);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cached writes flushed while an O_DIRECT descriptor is open
+
+/// A buffered write of a partial block, then an O_DIRECT open of the same file, then fsync and
+/// close of the buffered descriptor: the fsync succeeds and every byte reaches the backing file.
+/// (With the FUSE writeback cache the kernel may flush cached pages through any writable open
+/// file, here the O_DIRECT one; the daemon must not send those unaligned cache writes through an
+/// O_DIRECT backing descriptor.)
+fn flush_with_direct_open(view: &Path, backing: &Path) {
+    let data = pseudo_random(11, 5000);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(view.join("f"))
+        .unwrap();
+    f.write_all_at(&data, 0).unwrap();
+    let d = open_direct(&view.join("f"), true);
+    f.sync_all()
+        .expect("fsync of the buffered descriptor while an O_DIRECT one is open");
+    let more = pseudo_random(12, 3000);
+    f.write_all_at(&more, 5000).unwrap();
+    close_checked(f).expect("close of the buffered descriptor");
+    close_checked(d).expect("close of the O_DIRECT descriptor");
+    let mut want = data;
+    want.extend_from_slice(&more);
+    assert_bytes_eq(
+        &fs::read(view.join("f")).unwrap(),
+        &want,
+        "through the view",
+    );
+    assert_bytes_eq(
+        &fs::read(backing.join("f")).unwrap(),
+        &want,
+        "in the backing file",
+    );
+}
+
+mod flush_with_direct_open {
+    use super::*;
+
+    #[test]
+    fn plain() {
+        let dir = tempfile::Builder::new()
+            .prefix("arsyncfs-plain-")
+            .tempdir()
+            .unwrap();
+        flush_with_direct_open(dir.path(), dir.path());
+    }
+
+    #[test]
+    fn mount() {
+        let m = mount::Mounted::new();
+        flush_with_direct_open(m.mountpoint(), m.backing());
+        m.unmount();
+    }
+
+    #[test]
+    fn mount_writeback() {
+        let m = mount::Mounted::with_args(&["--writeback"]);
+        flush_with_direct_open(m.mountpoint(), m.backing());
+        m.unmount();
+    }
+}
