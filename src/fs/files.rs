@@ -11,7 +11,7 @@ use fuser::{Errno, FopenFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
 use super::creds::Caller;
-use super::handles::Handle;
+use super::handles::{Handle, OpenFile};
 use super::inodes::DataStamp;
 use super::{OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
@@ -79,9 +79,11 @@ impl PassthroughFs {
         if self.config.keep_cache && self.stamp_unchanged(ino, &file) {
             fopen |= FopenFlags::FOPEN_KEEP_CACHE;
         }
-        let fh = self
-            .handles
-            .insert(Handle::File(Arc::new(File::from(file))));
+        let mut open_file = OpenFile::new(File::from(file));
+        if self.writeback.load(Ordering::Relaxed) && flags & libc::O_DIRECT != 0 {
+            open_file.cached_writes = Some(Arc::new(self.buffered_twin(&open_file.file, flags)?));
+        }
+        let fh = self.handles.insert(Handle::File(open_file));
         Ok((fh, fopen))
     }
 
@@ -148,10 +150,20 @@ impl PassthroughFs {
             return Err(e);
         }
         let st = rustix::fs::fstat(&file).map_err(errno)?;
-        let fh = self
-            .handles
-            .insert(Handle::File(Arc::new(File::from(file))));
+        let mut open_file = OpenFile::new(File::from(file));
+        if self.writeback.load(Ordering::Relaxed) && flags & libc::O_DIRECT != 0 {
+            open_file.cached_writes = Some(Arc::new(self.buffered_twin(&open_file.file, flags)?));
+        }
+        let fh = self.handles.insert(Handle::File(open_file));
         Ok((id, st, fh, self.fopen_flags()))
+    }
+
+    /// The same file opened again without O_DIRECT, for the kernel's cached writes.
+    fn buffered_twin(&self, file: &File, flags: i32) -> OpResult<File> {
+        let flags = self.backing_open_flags(flags & !(libc::O_DIRECT | libc::O_TRUNC));
+        let twin =
+            rustix::fs::open(proc_path(file).as_str(), flags, Mode::empty()).map_err(errno)?;
+        Ok(File::from(twin))
     }
 
     fn file(&self, fh: u64) -> OpResult<Arc<File>> {
@@ -172,12 +184,17 @@ impl PassthroughFs {
         offset: u64,
         data: &[u8],
         kill_suidgid_for: Option<u32>,
+        from_cache: bool,
         reply: fuser::ReplyWrite,
     ) {
         self.stats.write(data.len() as u64);
-        let file = match self.file(fh) {
-            Ok(file) => file,
-            Err(e) => return reply.error(e),
+        let file = if from_cache {
+            self.handles.file_for_cached_write(fh)
+        } else {
+            self.handles.file(fh)
+        };
+        let Some(file) = file else {
+            return reply.error(Errno::EBADF);
         };
         if let Some(gid) = kill_suidgid_for
             && let Err(e) = super::killpriv::kill_suid_sgid(&*file, gid)
@@ -201,12 +218,13 @@ impl PassthroughFs {
 
     pub(super) fn op_release(&self, ino: u64, fh: u64, reply: fuser::ReplyEmpty) {
         match self.handles.remove(fh) {
-            Some(Handle::File(file)) => {
+            Some(Handle::File(open)) => {
                 // Writes through this handle changed the file as the kernel's cache knows it.
                 if self.config.keep_cache {
-                    self.stamp_unchanged(ino, &*file);
+                    self.stamp_unchanged(ino, &*open.file);
                 }
-                self.reactor.close(file, reply)
+                drop(open.cached_writes);
+                self.reactor.close(open.file, reply)
             }
             Some(Handle::Dir(_)) | None => reply.error(Errno::EBADF),
         }

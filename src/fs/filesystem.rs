@@ -271,7 +271,8 @@ impl fuser::Filesystem for PassthroughFs {
         let kill = write_flags
             .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
             .then_some(req.gid());
-        self.op_write(fh.0, offset, data, kill, reply);
+        let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        self.op_write(fh.0, offset, data, kill, from_cache, reply);
     }
 
     fn flush(

@@ -10,8 +10,27 @@ use super::dirstream::DirStream;
 /// What an `fh` refers to.
 #[derive(Clone)]
 pub enum Handle {
-    File(Arc<File>),
+    File(OpenFile),
     Dir(Arc<Mutex<DirStream>>),
+}
+
+/// An open backing file.
+#[derive(Clone)]
+pub struct OpenFile {
+    pub file: Arc<File>,
+    /// With the writeback cache, the kernel may flush any file's cached pages through any writable
+    /// handle of it, an O_DIRECT one included. Those writes are neither aligned nor meant to bypass
+    /// the cache, so an O_DIRECT handle keeps a second, buffered descriptor for them.
+    pub cached_writes: Option<Arc<File>>,
+}
+
+impl OpenFile {
+    pub fn new(file: File) -> Self {
+        OpenFile {
+            file: Arc::new(file),
+            cached_writes: None,
+        }
+    }
 }
 
 pub struct HandleTable {
@@ -50,7 +69,15 @@ impl HandleTable {
     /// The open file behind `fh`, if it is one.
     pub fn file(&self, fh: u64) -> Option<Arc<File>> {
         match self.get(fh)? {
-            Handle::File(f) => Some(f),
+            Handle::File(f) => Some(f.file),
+            Handle::Dir(_) => None,
+        }
+    }
+
+    /// The descriptor for a write the kernel flushes from its page cache.
+    pub fn file_for_cached_write(&self, fh: u64) -> Option<Arc<File>> {
+        match self.get(fh)? {
+            Handle::File(f) => Some(f.cached_writes.unwrap_or(f.file)),
             Handle::Dir(_) => None,
         }
     }
@@ -87,12 +114,21 @@ mod tests {
     #[test]
     fn insert_get_remove() {
         let t = HandleTable::default();
-        let f = Arc::new(File::open("/").unwrap());
-        let a = t.insert(Handle::File(f.clone()));
-        let b = t.insert(Handle::File(f));
+        let a = t.insert(Handle::File(OpenFile::new(File::open("/").unwrap())));
+        let b = t.insert(Handle::File(OpenFile {
+            file: Arc::new(File::open("/").unwrap()),
+            cached_writes: Some(Arc::new(File::open("/tmp").unwrap())),
+        }));
         assert_ne!(a, b);
         assert!(t.file(a).is_some());
         assert!(t.dir(a).is_none());
+        let main = t.file(b).unwrap();
+        let cached = t.file_for_cached_write(b).unwrap();
+        assert!(!Arc::ptr_eq(&main, &cached));
+        assert!(Arc::ptr_eq(
+            &t.file(a).unwrap(),
+            &t.file_for_cached_write(a).unwrap()
+        ));
         assert!(t.remove(a).is_some());
         assert!(t.get(a).is_none());
         assert!(t.remove(a).is_none());
