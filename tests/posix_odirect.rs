@@ -85,6 +85,8 @@ fn fio(env: &Env, engine: &str, rw: &str, bs: &str, iodepth: u32, size: &str) {
         .arg(format!("--iodepth={iodepth}"))
         .args([
             "--direct=1",
+            // No verify state files in the current directory (the repository, under cargo test).
+            "--verify_state_save=0",
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
