@@ -3,12 +3,10 @@
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::Arc;
 
 use arsyncfs::reactor::ReactorConfig;
-use reactor_util::{Answer, Harness, Rng, Tagged, collect, new_file, one};
+use reactor_util::{Answer, Harness, Rng, Tagged, collect, fifo, new_file, one, wait_until};
 
 /// 8 threads each own a region of one shared file. In each round a thread writes a new version of
 /// all its 4 KiB slots with every write in flight at once, then reads them all back at once, with
@@ -107,40 +105,6 @@ fn many_threads_thousands_of_concurrent_requests() {
     );
     let stats = r.finish();
     assert_eq!(stats.received, total);
-}
-
-/// A FIFO opened read-write: reads on it stay in flight until someone writes.
-fn fifo(dir: &std::path::Path) -> (Arc<File>, File) {
-    let path = dir.join("fifo");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(status.success());
-    let reader = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let writer = OpenOptions::new().write(true).open(&path).unwrap();
-    (Arc::new(reader), writer)
-}
-
-/// Waits (without any timing assumption) until `cond` holds for the reactor's stats.
-fn wait_until(
-    h: &reactor_util::Handle,
-    what: &str,
-    cond: impl Fn(&arsyncfs::reactor::ReactorStats) -> bool,
-) {
-    let start = std::time::Instant::now();
-    while !cond(&h.stats()) {
-        assert!(
-            start.elapsed() < reactor_util::PATIENCE,
-            "never reached: {what}: {:?}",
-            h.stats()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
 }
 
 /// Two buffers, both held by reads that cannot finish yet: every further read waits in the reactor

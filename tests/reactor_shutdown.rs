@@ -3,47 +3,13 @@
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arsyncfs::reactor::{Reactor, ReactorConfig};
-use reactor_util::{Answer, ChannelCompletions, Rng, Tagged, assert_pool_clean, collect, new_file};
-
-fn fifo(dir: &std::path::Path) -> (Arc<File>, File) {
-    let path = dir.join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let reader = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let writer = OpenOptions::new().write(true).open(&path).unwrap();
-    (Arc::new(reader), writer)
-}
-
-fn wait_until(
-    h: &reactor_util::Handle,
-    what: &str,
-    cond: impl Fn(&arsyncfs::reactor::ReactorStats) -> bool,
-) {
-    let start = std::time::Instant::now();
-    while !cond(&h.stats()) {
-        assert!(
-            start.elapsed() < reactor_util::PATIENCE,
-            "never reached: {what}: {:?}",
-            h.stats()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
+use reactor_util::{
+    Answer, ChannelCompletions, Rng, Tagged, assert_pool_clean, collect, fifo, new_file, wait_until,
+};
 
 /// Shutdown while reads are in the kernel, reads wait for buffers and writers are blocked on the
 /// pool: the in-flight and queued reads finish (shutdown waits for them), blocked writers fail with

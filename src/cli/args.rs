@@ -31,7 +31,7 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
   subtype=NAME                   type shown as fuse.NAME (default arsyncfs)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
                                  the usual mount flags (default nodev,nosuid)
-  buffers=N, buffer_size=SIZE, ring_entries=N, threads=N, clone_fd, noclone_fd,
+  buffers=N, buffer_size=SIZE, ring_entries=N, spin_us=N, threads=N, clone_fd, noclone_fd,
   attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
@@ -98,6 +98,12 @@ pub struct Args {
     /// Submission queue entries of the io_uring instance (1 to 32768). [default: 256]
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub ring_entries: Option<usize>,
+
+    /// Microseconds the reactor keeps looking for new work before it sleeps; a waking thread costs
+    /// tens of microseconds on some virtual machines, a spinning one costs CPU. 0 sleeps at once.
+    /// [default: 50]
+    #[arg(long, value_name = "MICROS")]
+    pub spin_us: Option<u64>,
 
     /// FUSE session threads reading requests from the kernel (1 to 64); metadata operations run on
     /// them. [default: 2]

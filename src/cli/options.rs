@@ -121,7 +121,7 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
             }
             Ok(())
         }
-        "buffers" | "buffer_size" | "ring_entries" | "threads" | "attr_timeout"
+        "buffers" | "buffer_size" | "ring_entries" | "spin_us" | "threads" | "attr_timeout"
         | "entry_timeout" => {
             let v =
                 value.ok_or_else(|| bad(opt, format!("'{key}' needs a value, e.g. {key}=N")))?;
@@ -130,6 +130,12 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
                 "buffers" => s.buffers = parse_count(v).map_err(with_key)?,
                 "buffer_size" => s.buffer_size = parse_size(v).map_err(with_key)?,
                 "ring_entries" => s.ring_entries = parse_count(v).map_err(with_key)?,
+                "spin_us" => {
+                    s.spin_us = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| with_key(format!("'{v}' is not a whole number")))?
+                }
                 "threads" => s.threads = parse_count(v).map_err(with_key)?,
                 "attr_timeout" => s.fs.attr_timeout = parse_seconds(v).map_err(with_key)?,
                 _ => s.fs.entry_timeout = parse_seconds(v).map_err(with_key)?,

@@ -51,6 +51,8 @@ pub struct Settings {
     pub buffers: usize,
     pub buffer_size: usize,
     pub ring_entries: usize,
+    /// Microseconds the reactor looks for new work before it sleeps (0: sleep at once).
+    pub spin_us: u64,
     pub threads: usize,
     pub clone_fd: bool,
     pub fs: FsConfig,
@@ -80,6 +82,7 @@ impl Default for Settings {
             buffers: DEFAULT_BUFFERS,
             buffer_size: DEFAULT_BUFFER_SIZE,
             ring_entries: DEFAULT_RING_ENTRIES,
+            spin_us: ReactorConfig::default().spin.as_micros() as u64,
             threads: DEFAULT_THREADS,
             clone_fd: true,
             fs: FsConfig::default(),
@@ -122,6 +125,9 @@ impl Settings {
         }
         if let Some(n) = args.ring_entries {
             s.ring_entries = n;
+        }
+        if let Some(n) = args.spin_us {
+            s.spin_us = n;
         }
         if let Some(n) = args.threads {
             s.threads = n;
@@ -189,6 +195,7 @@ impl Settings {
             buffers: self.buffers,
             buffer_size: self.buffer_size,
             ring_entries: self.ring_entries as u32,
+            spin: std::time::Duration::from_micros(self.spin_us),
             // Settings the CLI does not expose keep their defaults.
             ..ReactorConfig::default()
         }

@@ -7,7 +7,7 @@ use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyDirectory, Repl
 use rustix::fs::{Mode, OFlags};
 
 use super::attr::file_attr;
-use super::dirstream::DirStream;
+use super::dirstream::{DirStream, Entry};
 use super::handles::Handle;
 use super::{OpResult, PassthroughFs, errno};
 
@@ -33,6 +33,15 @@ fn dot_attr(ino: u64) -> FileAttr {
     }
 }
 
+/// What became of an entry offered to a reply.
+enum Fill {
+    Added,
+    /// Not listed (it vanished meanwhile); the listing goes on after it.
+    Skipped,
+    /// The reply is full; the entry is offered again next time.
+    Full,
+}
+
 impl PassthroughFs {
     pub(super) fn op_opendir(&self, ino: u64) -> OpResult<u64> {
         let fd = self.node_fd(ino)?;
@@ -53,32 +62,42 @@ impl PassthroughFs {
         self.handles.dir(fh).ok_or(Errno::EBADF)
     }
 
-    pub(super) fn op_readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
-        let stream = match self.dir(fh) {
-            Ok(s) => s,
-            Err(e) => return reply.error(e),
-        };
+    /// Positions `fh`'s stream at `offset` and offers its entries to `add` until the reply is full
+    /// or the directory ends. An entry that did not fit is handed out first next time.
+    fn fill_reply(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&Entry) -> Fill,
+    ) -> OpResult<()> {
+        let stream = self.dir(fh)?;
         let mut s = stream.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = s.seek(offset) {
-            return reply.error(errno(e));
-        }
+        s.seek(offset).map_err(errno)?;
         while let Some(entry) = s.next_entry() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => return reply.error(errno(e)),
-            };
-            if reply.add(
-                INodeNo(entry.ino),
-                entry.next_offset,
-                entry.kind,
-                &entry.name,
-            ) {
-                s.unread(entry);
-                break;
+            let entry = entry.map_err(errno)?;
+            match add(&entry) {
+                Fill::Added | Fill::Skipped => s.consumed(&entry),
+                Fill::Full => {
+                    s.unread(entry);
+                    break;
+                }
             }
-            s.consumed(&entry);
         }
-        reply.ok()
+        Ok(())
+    }
+
+    pub(super) fn op_readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
+        let filled = self.fill_reply(fh, offset, |e| {
+            if reply.add(INodeNo(e.ino), e.next_offset, e.kind, &e.name) {
+                Fill::Full
+            } else {
+                Fill::Added
+            }
+        });
+        match filled {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     pub(super) fn op_readdirplus(
@@ -88,62 +107,45 @@ impl PassthroughFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let stream = match self.dir(fh) {
-            Ok(s) => s,
-            Err(e) => return reply.error(e),
-        };
-        let mut s = stream.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = s.seek(offset) {
-            return reply.error(errno(e));
-        }
         let ttl: Duration = self.config.entry_timeout;
-        while let Some(entry) = s.next_entry() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => return reply.error(errno(e)),
-            };
-            if entry.is_dot_or_dotdot() {
+        let filled = self.fill_reply(fh, offset, |e| {
+            if e.is_dot_or_dotdot() {
+                let attr = dot_attr(e.ino);
                 let full = reply.add(
-                    INodeNo(entry.ino),
-                    entry.next_offset,
-                    &entry.name,
+                    INodeNo(e.ino),
+                    e.next_offset,
+                    &e.name,
                     &ttl,
-                    &dot_attr(entry.ino),
+                    &attr,
                     Generation(0),
                 );
-                if full {
-                    s.unread(entry);
-                    break;
-                }
-                s.consumed(&entry);
-                continue;
+                return if full { Fill::Full } else { Fill::Added };
             }
             // Each entry handed out with attributes counts as a lookup, exactly like lookup().
-            let (id, st) = match self.lookup_child(ino, &entry.name) {
-                Ok(found) => found,
-                Err(_) => {
-                    // Removed since it was listed: skip it, as a fresh listing would.
-                    s.consumed(&entry);
-                    continue;
-                }
+            let Ok((id, st)) = self.lookup_child(ino, &e.name) else {
+                // Removed since it was listed: skip it, as a fresh listing would.
+                return Fill::Skipped;
             };
-            let full = reply.add(
+            let attr = file_attr(id, &st);
+            if reply.add(
                 INodeNo(id),
-                entry.next_offset,
-                &entry.name,
+                e.next_offset,
+                &e.name,
                 &ttl,
-                &file_attr(id, &st),
+                &attr,
                 Generation(0),
-            );
-            if full {
+            ) {
                 // Not sent, so the kernel will never forget it: undo the lookup.
                 self.inodes.forget(id, 1);
-                s.unread(entry);
-                break;
+                Fill::Full
+            } else {
+                Fill::Added
             }
-            s.consumed(&entry);
+        });
+        match filled {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok()
     }
 
     pub(super) fn op_releasedir(&self, fh: u64) -> OpResult<()> {

@@ -284,3 +284,33 @@ impl Drop for TinyTmpfs {
         }
     }
 }
+
+/// A FIFO opened read-write: reads on it stay in flight until someone writes to the other end.
+pub fn fifo(dir: &Path) -> (Arc<File>, File) {
+    let path = dir.join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let reader = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let writer = OpenOptions::new().write(true).open(&path).unwrap();
+    (Arc::new(reader), writer)
+}
+
+/// Waits (without any timing assumption) until `cond` holds for the reactor's stats.
+pub fn wait_until(h: &Handle, what: &str, cond: impl Fn(&arsyncfs::reactor::ReactorStats) -> bool) {
+    let start = std::time::Instant::now();
+    while !cond(&h.stats()) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "never reached: {what}: {:?}",
+            h.stats()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
