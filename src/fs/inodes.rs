@@ -275,6 +275,13 @@ impl InodeTable {
         if node.lookups == 0 {
             let node = t.by_id.remove(&id).expect("present");
             t.by_key.remove(&node.key);
+            // After a walk of a huge tree the kernel forgets almost everything: release the tables'
+            // memory to the allocator instead of keeping them sized for the peak (the process RSS
+            // still keeps what malloc holds on to).
+            if t.by_id.capacity() > 1024 && t.by_id.len() < t.by_id.capacity() / 4 {
+                t.by_id.shrink_to_fit();
+                t.by_key.shrink_to_fit();
+            }
             drop(t);
             self.lock_fds().pop(&node.serial);
         }

@@ -8,6 +8,7 @@ use std::ffi::OsStr;
 
 use fuser::Errno;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, XattrFlags};
@@ -24,7 +25,7 @@ pub(super) enum XattrReply {
 /// for a symlink `/proc/self/fd/<parent>/<name>` used with the `l*xattr` calls, which do not follow
 /// the final symlink. The descriptors the path names are held open while the path is used.
 struct XattrTarget {
-    path: String,
+    path: PathBuf,
     symlink: bool,
     _held: Arc<OwnedFd>,
 }
@@ -35,7 +36,7 @@ impl PassthroughFs {
         let st = rustix::fs::fstat(&*fd).map_err(errno)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
             return Ok(XattrTarget {
-                path: proc_path(&*fd),
+                path: PathBuf::from(proc_path(&*fd)),
                 symlink: false,
                 _held: fd,
             });
@@ -48,9 +49,8 @@ impl PassthroughFs {
         if key_of(&found) != key {
             return Err(Errno::EPERM);
         }
-        let mut path = proc_path(&*pfd);
-        path.push('/');
-        path.push_str(name.to_str().ok_or(Errno::EPERM)?);
+        // Any name the backing filesystem allows, UTF-8 or not.
+        let path = PathBuf::from(proc_path(&*pfd)).join(&name);
         Ok(XattrTarget {
             path,
             symlink: true,
@@ -60,7 +60,7 @@ impl PassthroughFs {
 
     pub(super) fn op_getxattr(&self, ino: u64, name: &OsStr, size: u32) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
-        let p = t.path.as_str();
+        let p = t.path.as_path();
         if size == 0 {
             let n = if t.symlink {
                 rustix::fs::lgetxattr_query(p, name)
@@ -82,7 +82,7 @@ impl PassthroughFs {
 
     pub(super) fn op_listxattr(&self, ino: u64, size: u32) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
-        let p = t.path.as_str();
+        let p = t.path.as_path();
         if size == 0 {
             let n = if t.symlink {
                 rustix::fs::llistxattr_query(p)
@@ -113,9 +113,9 @@ impl PassthroughFs {
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
         let t = self.xattr_target(ino)?;
         if t.symlink {
-            rustix::fs::lsetxattr(t.path.as_str(), name, value, flags)
+            rustix::fs::lsetxattr(t.path.as_path(), name, value, flags)
         } else {
-            rustix::fs::setxattr(t.path.as_str(), name, value, flags)
+            rustix::fs::setxattr(t.path.as_path(), name, value, flags)
         }
         .map_err(errno)
     }
@@ -124,9 +124,9 @@ impl PassthroughFs {
         self.check_writable()?;
         let t = self.xattr_target(ino)?;
         if t.symlink {
-            rustix::fs::lremovexattr(t.path.as_str(), name)
+            rustix::fs::lremovexattr(t.path.as_path(), name)
         } else {
-            rustix::fs::removexattr(t.path.as_str(), name)
+            rustix::fs::removexattr(t.path.as_path(), name)
         }
         .map_err(errno)
     }
