@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 use std::time::UNIX_EPOCH;
 
-use fuser::{Errno, TimeOrNow};
+use fuser::TimeOrNow;
 use rustix::fs::{
     AtFlags, Mode, OFlags, Stat, StatVfs, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT,
 };
@@ -136,41 +136,6 @@ impl PassthroughFs {
     pub(super) fn op_statfs(&self, ino: u64) -> OpResult<StatVfs> {
         let fd = self.node_fd(ino)?;
         rustix::fs::fstatvfs(&*fd).map_err(errno)
-    }
-
-    /// access(2) for the caller, from the mode bits (POSIX ACLs are checked by the kernel when
-    /// mounted with default_permissions, which is the default).
-    pub(super) fn op_access(&self, ino: u64, mask: i32, uid: u32, gid: u32) -> OpResult<()> {
-        let fd = self.node_fd(ino)?;
-        let st = rustix::fs::fstat(&*fd).map_err(errno)?;
-        if mask == libc::F_OK {
-            return Ok(());
-        }
-        if mask & libc::W_OK != 0 && self.config.read_only {
-            return Err(Errno::EROFS);
-        }
-        let mode = st.st_mode;
-        if uid == 0 {
-            let any_x = mode & 0o111 != 0 || mode & libc::S_IFMT == libc::S_IFDIR;
-            return if mask & libc::X_OK != 0 && !any_x {
-                Err(Errno::EACCES)
-            } else {
-                Ok(())
-            };
-        }
-        let bits = if uid == st.st_uid {
-            (mode >> 6) & 7
-        } else if gid == st.st_gid {
-            (mode >> 3) & 7
-        } else {
-            mode & 7
-        };
-        let want = (mask & 7) as u32;
-        if bits & want == want {
-            Ok(())
-        } else {
-            Err(Errno::EACCES)
-        }
     }
 }
 

@@ -49,10 +49,16 @@ impl PassthroughFs {
         }
     }
 
-    /// Gives node `id`, just created by `caller` in `parent`, to the caller.
-    pub(super) fn give_to_caller(&self, parent: &OwnedFd, id: u64, caller: Caller) -> OpResult<()> {
+    /// Gives node `id`, just created by `caller` in `parent`, to the caller. Returns whether its
+    /// owner changed (and so its attributes).
+    pub(super) fn give_to_caller(
+        &self,
+        parent: &OwnedFd,
+        id: u64,
+        caller: Caller,
+    ) -> OpResult<bool> {
         if !self.is_root || (caller.uid == 0 && caller.gid == 0) {
-            return Ok(());
+            return Ok(false);
         }
         let pst = rustix::fs::fstat(parent).map_err(errno)?;
         let gid = if pst.st_mode & libc::S_ISGID != 0 {
@@ -82,7 +88,7 @@ impl PassthroughFs {
             )
             .map_err(errno)?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -84,12 +84,7 @@ impl PassthroughFs {
             // docs/semantics.md): spare every close(2) a FLUSH round trip.
             fopen |= FopenFlags::FOPEN_NOFLUSH;
         }
-        let mut open_file = OpenFile::new(File::from(file));
-        if self.writeback.load(Ordering::Relaxed) && flags & libc::O_DIRECT != 0 {
-            open_file.cached_writes = Some(Arc::new(self.buffered_twin(&open_file.file, flags)?));
-        }
-        let fh = self.handles.insert(Handle::File(open_file));
-        Ok((fh, fopen))
+        Ok((self.register_open(file, flags)?, fopen))
     }
 
     pub(super) fn op_create(
@@ -150,25 +145,40 @@ impl PassthroughFs {
                 self.inodes.lookup(key_of(&st), path_fd)
             }
         };
-        if made && let Err(e) = self.give_to_caller(&pfd, id, caller) {
-            self.inodes.forget(id, 1);
-            return Err(e);
-        }
-        let st = rustix::fs::fstat(&file).map_err(errno)?;
-        let mut open_file = OpenFile::new(File::from(file));
-        if self.writeback.load(Ordering::Relaxed) && flags & libc::O_DIRECT != 0 {
-            open_file.cached_writes = Some(Arc::new(self.buffered_twin(&open_file.file, flags)?));
-        }
-        let fh = self.handles.insert(Handle::File(open_file));
-        Ok((id, st, fh, self.fopen_flags()))
+        let owner_changed = if made {
+            self.give_to_caller(&pfd, id, caller)
+        } else {
+            Ok(false)
+        };
+        let st = match owner_changed {
+            Ok(false) => st,
+            Ok(true) => rustix::fs::fstat(&file).map_err(errno)?,
+            Err(e) => {
+                self.inodes.forget(id, 1);
+                return Err(e);
+            }
+        };
+        Ok((id, st, self.register_open(file, flags)?, self.fopen_flags()))
     }
 
-    /// The same file opened again without O_DIRECT, for the kernel's cached writes.
-    fn buffered_twin(&self, file: &File, flags: i32) -> OpResult<File> {
-        let flags = self.backing_open_flags(flags & !(libc::O_DIRECT | libc::O_TRUNC));
-        let twin =
-            rustix::fs::open(proc_path(file).as_str(), flags, Mode::empty()).map_err(errno)?;
-        Ok(File::from(twin))
+    /// Registers a backing file opened with the kernel's `flags` as a new handle.
+    fn register_open(&self, file: OwnedFd, flags: i32) -> OpResult<u64> {
+        // Under writeback an O_DIRECT handle also needs the same file opened without O_DIRECT,
+        // for the kernel's cached writes (see handles::OpenFile).
+        let cached_writes = if self.writeback.load(Ordering::Relaxed) && flags & libc::O_DIRECT != 0
+        {
+            let twin_flags = self.backing_open_flags(flags & !(libc::O_DIRECT | libc::O_TRUNC));
+            let twin = rustix::fs::open(proc_path(&file).as_str(), twin_flags, Mode::empty())
+                .map_err(errno)?;
+            Some(Arc::new(File::from(twin)))
+        } else {
+            None
+        };
+        Ok(self.handles.insert(Handle::File(OpenFile {
+            file: Arc::new(File::from(file)),
+            writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            cached_writes,
+        })))
     }
 
     fn file(&self, fh: u64) -> OpResult<Arc<File>> {
@@ -216,7 +226,7 @@ impl PassthroughFs {
         let dup = file
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| super::io_errno(&e))?;
+            .map_err(|e| super::replies::errno_of(&e))?;
         drop::<OwnedFd>(dup);
         Ok(())
     }
@@ -224,8 +234,10 @@ impl PassthroughFs {
     pub(super) fn op_release(&self, ino: u64, fh: u64, reply: fuser::ReplyEmpty) {
         match self.handles.remove(fh) {
             Some(Handle::File(open)) => {
-                // Writes through this handle changed the file as the kernel's cache knows it.
-                if self.config.keep_cache {
+                // Writes through this handle changed the file as the kernel's cache knows it, so
+                // its pages stay good. A handle only read from must not record anything: the file
+                // may have changed under it, and its stamp from the open is the one to compare.
+                if self.config.keep_cache && open.writable {
                     self.stamp_unchanged(ino, &*open.file);
                 }
                 drop(open.cached_writes);

@@ -402,11 +402,11 @@ impl fuser::Filesystem for PassthroughFs {
         reply_empty(reply, self.op_removexattr(ino.0, name));
     }
 
-    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.op_access(ino.0, mask.bits(), req.uid(), req.gid()),
-        );
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Never sent: the mount always uses default_permissions (forced by FUSE_POSIX_ACL too), so
+        // the kernel answers access(2) itself, with mode bits and ACLs. ENOSYS would make it stop
+        // asking for good.
+        reply.error(fuser::Errno::ENOSYS);
     }
 
     fn create(

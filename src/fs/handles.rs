@@ -8,29 +8,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::dirstream::DirStream;
 
 /// What an `fh` refers to.
-#[derive(Clone)]
 pub enum Handle {
     File(OpenFile),
     Dir(Arc<Mutex<DirStream>>),
 }
 
 /// An open backing file.
-#[derive(Clone)]
 pub struct OpenFile {
     pub file: Arc<File>,
+    /// Opened for writing: writes through it change the file as the kernel's cache knows it.
+    pub writable: bool,
     /// With the writeback cache, the kernel may flush any file's cached pages through any writable
     /// handle of it, an O_DIRECT one included. Those writes are neither aligned nor meant to bypass
     /// the cache, so an O_DIRECT handle keeps a second, buffered descriptor for them.
     pub cached_writes: Option<Arc<File>>,
-}
-
-impl OpenFile {
-    pub fn new(file: File) -> Self {
-        OpenFile {
-            file: Arc::new(file),
-            cached_writes: None,
-        }
-    }
 }
 
 pub struct HandleTable {
@@ -58,36 +49,38 @@ impl HandleTable {
         fh
     }
 
-    pub fn get(&self, fh: u64) -> Option<Handle> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-            .cloned()
+    /// What `pick` takes from the handle `fh`, cloned under the read lock (only that, not the
+    /// whole handle: this is on every read and write).
+    fn pick<T>(&self, fh: u64, pick: impl FnOnce(&Handle) -> Option<&T>) -> Option<T>
+    where
+        T: Clone,
+    {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        pick(map.get(&fh)?).cloned()
     }
 
     /// The open file behind `fh`, if it is one.
     pub fn file(&self, fh: u64) -> Option<Arc<File>> {
-        match self.get(fh)? {
-            Handle::File(f) => Some(f.file),
+        self.pick(fh, |h| match h {
+            Handle::File(f) => Some(&f.file),
             Handle::Dir(_) => None,
-        }
+        })
     }
 
     /// The descriptor for a write the kernel flushes from its page cache.
     pub fn file_for_cached_write(&self, fh: u64) -> Option<Arc<File>> {
-        match self.get(fh)? {
-            Handle::File(f) => Some(f.cached_writes.unwrap_or(f.file)),
+        self.pick(fh, |h| match h {
+            Handle::File(f) => Some(f.cached_writes.as_ref().unwrap_or(&f.file)),
             Handle::Dir(_) => None,
-        }
+        })
     }
 
     /// The directory stream behind `fh`, if it is one.
     pub fn dir(&self, fh: u64) -> Option<Arc<Mutex<DirStream>>> {
-        match self.get(fh)? {
+        self.pick(fh, |h| match h {
             Handle::Dir(d) => Some(d),
             Handle::File(_) => None,
-        }
+        })
     }
 
     pub fn remove(&self, fh: u64) -> Option<Handle> {
@@ -114,9 +107,14 @@ mod tests {
     #[test]
     fn insert_get_remove() {
         let t = HandleTable::default();
-        let a = t.insert(Handle::File(OpenFile::new(File::open("/").unwrap())));
+        let a = t.insert(Handle::File(OpenFile {
+            file: Arc::new(File::open("/").unwrap()),
+            writable: false,
+            cached_writes: None,
+        }));
         let b = t.insert(Handle::File(OpenFile {
             file: Arc::new(File::open("/").unwrap()),
+            writable: true,
             cached_writes: Some(Arc::new(File::open("/tmp").unwrap())),
         }));
         assert_ne!(a, b);
@@ -130,7 +128,7 @@ mod tests {
             &t.file_for_cached_write(a).unwrap()
         ));
         assert!(t.remove(a).is_some());
-        assert!(t.get(a).is_none());
+        assert!(t.file(a).is_none());
         assert!(t.remove(a).is_none());
         assert_eq!(t.len(), 1);
     }

@@ -94,10 +94,6 @@ fn errno(e: rustix::io::Errno) -> Errno {
     Errno::from_i32(e.raw_os_error())
 }
 
-fn io_errno(e: &io::Error) -> Errno {
-    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 fn key_of(st: &Stat) -> InodeKey {
     InodeKey {
         dev: st.st_dev,
@@ -153,14 +149,14 @@ impl PassthroughFs {
             None
         };
         let use_handles = mount_fd.is_some();
-        // Modes arrive from the kernel with the caller's umask already applied; ours must not apply
-        // a second time.
+        // The caller's umask is applied by `creation_mode` (FUSE_DONT_MASK); the daemon's own must
+        // not apply on top of it.
         rustix::process::umask(Mode::empty());
         tracing::debug!(use_handles, "inode table");
         Ok(PassthroughFs {
-            config: config.clone(),
-            reactor,
             inodes: InodeTable::new(root, key_of(&st), mount_fd, config.max_cached_fds),
+            config,
+            reactor,
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
             is_root,
@@ -170,7 +166,7 @@ impl PassthroughFs {
 
     /// The `O_PATH` descriptor of node `ino`.
     fn node_fd(&self, ino: u64) -> OpResult<Arc<OwnedFd>> {
-        self.inodes.fd(ino).map_err(|e| io_errno(&e))
+        self.inodes.fd(ino).map_err(|e| replies::errno_of(&e))
     }
 
     fn check_writable(&self) -> OpResult<()> {
@@ -190,13 +186,17 @@ impl PassthroughFs {
         caller: creds::Caller,
     ) -> OpResult<(u64, Stat)> {
         let (id, st) = self.lookup_child(parent, name)?;
-        if let Err(e) = self.give_to_caller(pfd, id, caller) {
-            self.inodes.forget(id, 1);
-            return Err(e);
+        match self.give_to_caller(pfd, id, caller) {
+            Ok(false) => Ok((id, st)),
+            Ok(true) => {
+                let fd = self.node_fd(id)?;
+                Ok((id, rustix::fs::fstat(&*fd).map_err(errno).unwrap_or(st)))
+            }
+            Err(e) => {
+                self.inodes.forget(id, 1);
+                Err(e)
+            }
         }
-        let fd = self.node_fd(id)?;
-        let st = rustix::fs::fstat(&*fd).map_err(errno).unwrap_or(st);
-        Ok((id, st))
     }
 
     /// Looks `name` up in `parent`, counting one kernel lookup of the result.

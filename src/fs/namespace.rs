@@ -116,8 +116,15 @@ impl PassthroughFs {
         let npfd = self.node_fd(newparent)?;
         let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
         rustix::fs::renameat_with(&*pfd, name, &*npfd, newname, flags).map_err(errno)?;
-        // A symlink keeps its node across a rename: remember its new name (for xattrs).
-        for (dir, dir_fd, entry) in [(newparent, &npfd, newname), (parent, &pfd, name)] {
+        // A symlink keeps its node across a rename: remember its new name (for xattrs). Only an
+        // exchange leaves something under the old name.
+        let moved = [(newparent, &npfd, newname), (parent, &pfd, name)];
+        let count = if flags.contains(RenameFlags::EXCHANGE) {
+            2
+        } else {
+            1
+        };
+        for &(dir, dir_fd, entry) in &moved[..count] {
             if let Ok(st) = rustix::fs::statat(&**dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW)
                 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
                 && let Some(id) = self.inodes.id_of(super::key_of(&st))
