@@ -13,10 +13,11 @@
 //! memory; so do operations without a buffer beyond `ring_entries` in flight.
 //!
 //! Wake-ups: the reactor announces with the [`Doorbell`] when it goes to sleep; senders only pay for
-//! a wake-up then. Before sleeping it keeps looking for work for `ReactorConfig::spin` (polling the
-//! ring without blocking while operations are in flight): on virtual machines a wake-up across CPUs
-//! costs tens of microseconds, far more than the operations themselves. After that it sleeps in
-//! `io_uring_enter` and uses no CPU until a completion or a sender wakes it.
+//! a wake-up then. When nothing of its own is in flight it keeps looking at the channel for
+//! `ReactorConfig::spin` before sleeping: on virtual machines a wake-up across CPUs costs tens of
+//! microseconds, far more than the operations themselves. With operations in flight it never polls
+//! the ring (a system call each time) but sleeps in `io_uring_enter`, which returns at the first
+//! completion or when a sender wakes it; idle, it uses no CPU.
 //!
 //! See docs/reactor.md for the design, the measurements and the profile.
 

@@ -14,7 +14,7 @@ use compio::runtime::submit;
 
 use super::pool::PoolBuf;
 use super::request::{BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request};
-use crate::sys::uring::{Fallocate, ReadAtOwned, WriteAtOwned};
+use crate::sys::uring::{Fallocate, OwnedIo};
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
 pub(crate) async fn serve<C: Completions>(
@@ -87,7 +87,7 @@ async fn read<C: Completions>(
     let mut error = None;
     while filled < len {
         let window = shape.window(filled, len);
-        let op = ReadAtOwned::new(file, offset + filled as u64, vec, window);
+        let op = OwnedIo::read(file, offset + filled as u64, vec, window);
         let BufResult(res, op) = submit(op).await;
         (file, vec) = op.into_parts();
         match res {
@@ -127,7 +127,7 @@ async fn write<C: Completions>(
             break Ok(total);
         }
         let window = shape.window(written, total);
-        let op = WriteAtOwned::new(file, offset + written as u64, vec, window);
+        let op = OwnedIo::write(file, offset + written as u64, vec, window);
         let BufResult(res, op) = submit(op).await;
         (file, vec) = op.into_parts();
         match res {

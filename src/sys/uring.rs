@@ -1,7 +1,7 @@
 //! io_uring operations compio 0.18 does not provide.
 //!
 //! - [`Fallocate`]: `IORING_OP_FALLOCATE`, which compio lacks.
-//! - [`ReadAtOwned`] / [`WriteAtOwned`]: read and write on a window of an owned `Vec<u8>`, handing
+//! - [`OwnedIo`]: read or write on a window of an owned `Vec<u8>`, handing
 //!   back both the buffer *and the file handle* when the operation completes. compio's `ReadAt` /
 //!   `WriteAt` drop their file handle inside, so a caller that needs the file again (to continue a
 //!   short read or write) must clone its `Arc` for every operation; these move it through instead.
@@ -48,28 +48,41 @@ unsafe impl<S: AsFd> OpCode for Fallocate<S> {
     }
 }
 
-/// The largest length one read or write SQE can carry.
-fn sqe_len(range: &Range<usize>) -> u32 {
-    u32::try_from(range.end - range.start).unwrap_or(u32::MAX)
+/// Which way an [`OwnedIo`] moves data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Read,
+    Write,
 }
 
-/// pread(2) into `buf[range]` through io_uring (`IORING_OP_READ`); the kernel writes nothing
-/// outside that window.
-pub struct ReadAtOwned<F> {
+/// pread(2) into, or pwrite(2) from, `buf[range]` through io_uring (`IORING_OP_READ` /
+/// `IORING_OP_WRITE`); the kernel touches nothing outside that window.
+pub struct OwnedIo<F> {
+    direction: Direction,
     file: F,
     offset: u64,
     buf: Vec<u8>,
     range: Range<usize>,
 }
 
-impl<F> ReadAtOwned<F> {
-    /// Panics if `range` is not inside `buf`'s initialised length.
-    pub fn new(file: F, offset: u64, buf: Vec<u8>, range: Range<usize>) -> Self {
+impl<F> OwnedIo<F> {
+    /// A read into `buf[range]`. Panics if `range` is not inside `buf`'s initialised length.
+    pub fn read(file: F, offset: u64, buf: Vec<u8>, range: Range<usize>) -> Self {
+        Self::new(Direction::Read, file, offset, buf, range)
+    }
+
+    /// A write of `buf[range]`. Panics if `range` is not inside `buf`'s initialised length.
+    pub fn write(file: F, offset: u64, buf: Vec<u8>, range: Range<usize>) -> Self {
+        Self::new(Direction::Write, file, offset, buf, range)
+    }
+
+    fn new(direction: Direction, file: F, offset: u64, buf: Vec<u8>, range: Range<usize>) -> Self {
         assert!(
             range.start <= range.end && range.end <= buf.len(),
-            "read window outside the buffer"
+            "I/O window outside the buffer"
         );
-        ReadAtOwned {
+        OwnedIo {
+            direction,
             file,
             offset,
             buf,
@@ -86,59 +99,24 @@ impl<F> ReadAtOwned<F> {
 // SAFETY: the SQE points into `self.buf`'s heap allocation, at `range`, which `new` checked lies
 // within the vector's initialised length; the vector is owned by the operation, is not touched
 // (read, resized or freed) by anyone until the driver hands the operation back after the kernel
-// posted the completion, and moving the operation does not move the heap allocation. The descriptor
-// is kept open by `self.file` for as long.
-unsafe impl<F: AsFd + Unpin> OpCode for ReadAtOwned<F> {
+// posted the completion, and moving the operation does not move the heap allocation. A read lets
+// the kernel write only that window; a write lets it read only that window. The descriptor is kept
+// open by `self.file` for as long.
+unsafe impl<F: AsFd + Unpin> OpCode for OwnedIo<F> {
     fn create_entry(self: Pin<&mut Self>) -> OpEntry {
         let this = self.get_mut();
-        let len = sqe_len(&this.range);
-        let ptr = this.buf[this.range.clone()].as_mut_ptr();
-        opcode::Read::new(Fd(this.file.as_fd().as_raw_fd()), ptr, len)
-            .offset(this.offset)
-            .build()
-            .into()
-    }
-}
-
-/// pwrite(2) of `buf[range]` through io_uring (`IORING_OP_WRITE`).
-pub struct WriteAtOwned<F> {
-    file: F,
-    offset: u64,
-    buf: Vec<u8>,
-    range: Range<usize>,
-}
-
-impl<F> WriteAtOwned<F> {
-    /// Panics if `range` is not inside `buf`'s initialised length.
-    pub fn new(file: F, offset: u64, buf: Vec<u8>, range: Range<usize>) -> Self {
-        assert!(
-            range.start <= range.end && range.end <= buf.len(),
-            "write window outside the buffer"
-        );
-        WriteAtOwned {
-            file,
-            offset,
-            buf,
-            range,
+        let fd = Fd(this.file.as_fd().as_raw_fd());
+        let len = u32::try_from(this.range.len()).unwrap_or(u32::MAX);
+        let window = &mut this.buf[this.range.clone()];
+        match this.direction {
+            Direction::Read => opcode::Read::new(fd, window.as_mut_ptr(), len)
+                .offset(this.offset)
+                .build()
+                .into(),
+            Direction::Write => opcode::Write::new(fd, window.as_ptr(), len)
+                .offset(this.offset)
+                .build()
+                .into(),
         }
-    }
-
-    /// The file handle and the buffer, after the completion.
-    pub fn into_parts(self) -> (F, Vec<u8>) {
-        (self.file, self.buf)
-    }
-}
-
-// SAFETY: as for `ReadAtOwned`; the kernel only reads the window, which is initialised memory the
-// operation owns until the completion.
-unsafe impl<F: AsFd + Unpin> OpCode for WriteAtOwned<F> {
-    fn create_entry(self: Pin<&mut Self>) -> OpEntry {
-        let this = self.get_mut();
-        let len = sqe_len(&this.range);
-        let ptr = this.buf[this.range.clone()].as_ptr();
-        opcode::Write::new(Fd(this.file.as_fd().as_raw_fd()), ptr, len)
-            .offset(this.offset)
-            .build()
-            .into()
     }
 }
