@@ -133,6 +133,8 @@ fn fstab_generic_options_are_accepted() {
 }
 
 #[test]
+/// Every flag is accepted; threads, buffers, buffer size and writeback are checked in the logs.
+/// (--no-clone-fd and the timeouts are only checked as accepted.)
 fn flags_and_verbose_logging() {
     let m = Mounted::with_args(&[
         "-vv",
@@ -154,6 +156,10 @@ fn flags_and_verbose_logging() {
     let log = m.stderr();
     assert!(log.contains("mounted"), "no info log:\n{log}");
     assert!(log.contains("threads=3"), "{log}");
+    assert!(log.contains("buffers=8"), "{log}");
     assert!(log.contains("buffer_size=262144"), "{log}");
+    // What the filesystem asked the kernel for at init follows the flags.
+    assert!(log.contains("writeback=true"), "{log}");
+    assert!(log.contains("max_io=262144"), "{log}");
     m.unmount();
 }

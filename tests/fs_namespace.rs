@@ -462,6 +462,12 @@ fn link(env: &Env) {
     assert_eq!(a.ino(), b.ino(), "hard links share st_ino through the view");
     assert_eq!((a.nlink(), b.nlink()), (2, 2));
     assert_eq!(lstat(&env.b("a")).ino(), lstat(&env.b("b")).ino());
+    // The number seen through the view is the backing file's own (stable for git, rsync -H, tar).
+    assert_eq!(
+        a.ino(),
+        lstat(&env.b("a")).ino(),
+        "st_ino of the view vs the backing"
+    );
 
     // Writes through one name are seen through the other.
     fs::OpenOptions::new()

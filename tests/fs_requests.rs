@@ -55,3 +55,32 @@ fn kernel_sends_one_mib_requests() {
     assert_eq!(logged_value(&log, "largest_write"), 1 << 20, "{log}");
     assert_eq!(logged_value(&log, "largest_read"), 1 << 20, "{log}");
 }
+
+/// Unchanged files are served from the kernel's page cache across opens (auto_cache): a second
+/// open and read of the same file sends no read to the daemon; after the backing file changed, the
+/// next open reads afresh.
+#[test]
+fn unchanged_files_stay_cached_across_opens() {
+    const SIZE: usize = 1 << 20;
+    let old: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
+    let new: Vec<u8> = (0..SIZE).map(|i| (i % 241) as u8).collect();
+    let mut m = Mounted::spawn(&["-v"], |backing| {
+        std::fs::write(backing.join("f"), &old).unwrap();
+    });
+    let view = m.mountpoint().join("f");
+    assert!(std::fs::read(&view).unwrap() == old, "first read");
+    assert!(std::fs::read(&view).unwrap() == old, "second open");
+    std::fs::write(m.backing().join("f"), &new).unwrap();
+    assert!(std::fs::read(&view).unwrap() == new, "open after the backing changed");
+
+    m.signal(Signal::TERM);
+    assert!(m.wait_exit().success());
+    let log = m.stderr();
+    let asked = logged_value(&log, "bytes_read") as usize;
+    // The first open and the one after the change read the whole file from the daemon; the second
+    // open read nothing.
+    assert!(
+        (2 * SIZE..3 * SIZE).contains(&asked),
+        "bytes the kernel asked the daemon for: {asked}\n{log}"
+    );
+}

@@ -11,6 +11,7 @@ mod fs_util;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, symlink};
 use std::path::Path;
 
@@ -147,7 +148,7 @@ fn xattr_set_get_remove(env: &Env) {
     assert_no_xattr(env, "f", "user.a");
     expect_err(remove(&f, "user.a"), libc::ENODATA, "remove twice");
     assert_xattr(env, "f", "user.b", b"b");
-    // Setting xattrs changes ctime, not the content.
+    // Setting xattrs leaves the content alone, and view and backing still agree.
     assert_content(env, "f", b"data");
     same_attrs(env, "f");
     expect_err(
@@ -322,6 +323,25 @@ fn xattr_symlink(env: &Env) {
         libc::ENODATA,
         "trusted.link on the target",
     );
+    // A symlink with a name that is not UTF-8, renamed after its lookup: still reachable.
+    let odd = std::ffi::OsStr::from_bytes(b"l-\xff");
+    symlink("t", env.view.join(odd)).unwrap();
+    rustix::fs::lsetxattr(env.view.join(odd), "trusted.odd", b"o", XattrFlags::empty()).unwrap();
+    let moved = std::ffi::OsStr::from_bytes(b"m-\xfe");
+    fs::rename(env.view.join(odd), env.view.join(moved)).unwrap();
+    rustix::fs::lsetxattr(
+        env.view.join(moved),
+        "trusted.moved",
+        b"m",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    for p in [env.view.join(moved), env.backing.join(moved)] {
+        for (name, want) in [("trusted.odd", &b"o"[..]), ("trusted.moved", &b"m"[..])] {
+            let n = rustix::fs::lgetxattr(&p, name, &mut buf[..]).unwrap();
+            assert_eq!(&buf[..n], want, "{name} of {}", p.display());
+        }
+    }
 }
 
 fn xattr_namespaces(env: &Env) {

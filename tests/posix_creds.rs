@@ -431,7 +431,7 @@ fn setgid_directory(env: &Env) {
     assert_owner_mode(env, "sg/l", u, og, libc::S_IFLNK | 0o777);
     assert_owner_mode(env, "sg/p", u, og, libc::S_IFIFO | 0o644);
     assert_owner_mode(env, "sg/x", u, og, libc::S_IFREG | 0o755);
-    // Root gets the directory's group too, and keeps a setgid bit it asks for.
+    // Root gets the directory's group too.
     fs::write(env.v("sg/byroot"), b"").unwrap();
     assert_owner_mode(env, "sg/byroot", 0, og, libc::S_IFREG | 0o644);
     // In a directory of its own group the user may create a setgid file.

@@ -27,8 +27,9 @@ use mount::Mounted;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-/// Most descriptors the daemon may hold at any time during the walk.
-const FD_BOUND: usize = 20_000;
+/// Most descriptors the daemon may hold at any time during the walk: its cache of 16384 inode
+/// descriptors (docs/semantics.md) plus a little for open files, the ring and the session.
+const FD_BOUND: usize = 16_384 + 512;
 /// After the kernel forgot the inodes, the daemon should be back near its idle count.
 const FD_AFTER_FORGET: usize = 1_000;
 

@@ -4,7 +4,6 @@
 mod reactor_util;
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use arsyncfs::reactor::ReactorConfig;
@@ -32,7 +31,7 @@ fn write_to_a_read_only_file_is_ebadf() {
     // The one buffer came back each time: a good write and read still work.
     assert_eq!(r.write(&rw, 8, b"+").unwrap(), 1);
     assert_eq!(r.read(&ro, 0, 100).unwrap(), b"original+");
-    // fsync and fallocate on a read-only descriptor fail too.
+    // fallocate on a read-only descriptor fails too (fsync on one is allowed).
     assert_eq!(
         errno(r.fallocate(&ro, 0, 0, 4096).unwrap_err()),
         libc::EBADF
@@ -78,21 +77,7 @@ fn read_from_a_directory_is_eisdir() {
 fn misaligned_o_direct_requests_are_einval() {
     let dir = disk_tempdir();
     let path = dir.path().join("direct");
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-    {
-        Ok(f) => Arc::new(f),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            eprintln!("SKIP: {} does not support O_DIRECT", dir.path().display());
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let file = reactor_util::open_direct(&path);
     let r = Harness::with(ReactorConfig {
         buffers: 1,
         buffer_size: 64 << 10,

@@ -5,7 +5,6 @@
 mod reactor_util;
 
 use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 
 use arsyncfs::reactor::ReactorConfig;
 use reactor_util::{Answer, Harness, Rng, Tagged, collect, disk_tempdir, new_file};
@@ -301,24 +300,9 @@ fn fallocate_zero_range_zeroes_in_place() {
 /// Buffers are aligned, so a file opened with O_DIRECT works for aligned requests.
 #[test]
 fn o_direct_aligned_requests_work() {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = disk_tempdir();
     let path = dir.path().join("direct");
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-    {
-        Ok(f) => Arc::new(f),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            eprintln!("SKIP: {} does not support O_DIRECT", dir.path().display());
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let file = reactor_util::open_direct(&path);
     let r = Harness::new();
     let mut data = vec![0u8; 64 << 10];
     Rng(3).fill(&mut data);

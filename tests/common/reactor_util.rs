@@ -217,6 +217,21 @@ pub fn disk_tempdir() -> tempfile::TempDir {
         .expect("temp dir in the target dir")
 }
 
+/// Opens (creating) `path` read-write with O_DIRECT. `path` must be in a `disk_tempdir` (the target
+/// dir is on a real disk); a filesystem that refuses O_DIRECT there is a broken setup, not a skip.
+pub fn open_direct(path: &Path) -> Arc<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {} with O_DIRECT: {e}", path.display()));
+    Arc::new(f)
+}
+
 /// Opens (creating) `path` read-write.
 pub fn open_rw(path: &Path) -> Arc<File> {
     Arc::new(
