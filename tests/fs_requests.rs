@@ -71,7 +71,10 @@ fn unchanged_files_stay_cached_across_opens() {
     assert!(std::fs::read(&view).unwrap() == old, "first read");
     assert!(std::fs::read(&view).unwrap() == old, "second open");
     std::fs::write(m.backing().join("f"), &new).unwrap();
-    assert!(std::fs::read(&view).unwrap() == new, "open after the backing changed");
+    assert!(
+        std::fs::read(&view).unwrap() == new,
+        "open after the backing changed"
+    );
 
     m.signal(Signal::TERM);
     assert!(m.wait_exit().success());
