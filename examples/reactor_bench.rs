@@ -19,6 +19,11 @@
 //! `--strace-proof` runs one short reactor-only case and prints the reactor thread's id on stderr
 //! (`reactor-tid: N`), for scripts/reactor-strace.sh.
 
+// The tests' generator (one xorshift64* for the whole repository).
+#[path = "../tests/common/rng.rs"]
+mod rng;
+
+use rng::Rng;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::num::NonZeroU64;
@@ -277,25 +282,12 @@ impl Outcome {
     }
 }
 
-/// xorshift64*: fast, deterministic, good enough to shuffle offsets.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Block indices of the file in random order; thread `t` of `n` uses the `t`-th contiguous share.
 fn permutation(blocks: u64, seed: u64) -> Vec<u32> {
     let mut v: Vec<u32> = (0..blocks as u32).collect();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     for i in (1..v.len()).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
     v
@@ -322,11 +314,11 @@ fn prepare_file(path: &Path, size: u64) -> io::Result<File> {
         );
         // Real, non-zero data everywhere: holes would be "read" without touching the disk.
         let mut chunk = vec![0u8; 1 << 20];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut off = 0;
         while off < size {
             for w in chunk.chunks_exact_mut(8) {
-                w.copy_from_slice(&rng.next().to_le_bytes());
+                w.copy_from_slice(&rng.next_u64().to_le_bytes());
             }
             let n = chunk.len().min((size - off) as usize);
             file.write_all_at(&chunk[..n], off)?;

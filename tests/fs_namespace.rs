@@ -4,6 +4,8 @@
 
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/rng.rs"]
+mod rng;
 #[macro_use]
 #[path = "common/fs_util.rs"]
 mod fs_util;

@@ -22,6 +22,8 @@
 mod integrity_model;
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};

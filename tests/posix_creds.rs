@@ -14,6 +14,8 @@
 
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/rng.rs"]
+mod rng;
 #[allow(unused_macros)]
 #[macro_use]
 #[path = "common/fs_util.rs"]

@@ -2,6 +2,8 @@
 
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::io::Write;
 
@@ -32,7 +34,7 @@ fn many_threads_thousands_of_concurrent_requests() {
                 let file = file.clone();
                 s.spawn(move || {
                     let (tx, rx) = crossbeam_channel::unbounded();
-                    let mut rng = Rng(t + 1);
+                    let mut rng = Rng::new(t + 1);
                     let base = t * SLOTS * SLOT as u64;
                     let mut sent = 0u64;
                     for round in 0..ROUNDS {
@@ -204,7 +206,7 @@ fn a_tiny_pool_under_a_flood_of_mixed_requests() {
             let file = file.clone();
             let tx = tx.clone();
             s.spawn(move || {
-                let mut rng = Rng(t + 100);
+                let mut rng = Rng::new(t + 100);
                 for k in 0..PER {
                     let tag = t * PER + k;
                     let off = rng.below(256 << 10) & !4095;

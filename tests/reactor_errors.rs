@@ -2,6 +2,8 @@
 
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::fs::{File, OpenOptions};
 use std::sync::Arc;

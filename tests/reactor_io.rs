@@ -3,6 +3,8 @@
 
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::os::unix::fs::MetadataExt;
 
@@ -21,7 +23,7 @@ fn random_offsets_match_a_model() {
         ..ReactorConfig::default()
     });
     let mut model: Vec<u8> = Vec::new();
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     const SPAN: u64 = 3 << 20;
     for i in 0..1500 {
         let offset = rng.below(SPAN);
@@ -60,7 +62,7 @@ fn concurrent_disjoint_writes_then_reads_match() {
         buffer_size: 64 << 10,
         ..ReactorConfig::default()
     });
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     const N: u64 = 400;
     const CHUNK: usize = 10_000; // not a multiple of anything the kernel likes
     let mut model = vec![0u8; N as usize * CHUNK];
@@ -305,7 +307,7 @@ fn o_direct_aligned_requests_work() {
     let file = reactor_util::open_direct(&path);
     let r = Harness::new();
     let mut data = vec![0u8; 64 << 10];
-    Rng(3).fill(&mut data);
+    Rng::new(3).fill(&mut data);
     for i in 0..8u64 {
         assert_eq!(r.write(&file, i * (64 << 10), &data).unwrap(), 64 << 10);
     }

@@ -2,6 +2,8 @@
 
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +103,7 @@ fn shutdown_under_load_loses_nothing_and_answers_nothing_twice() {
                     while !go.load(Ordering::Acquire) {
                         std::hint::spin_loop();
                     }
-                    let mut rng = Rng(round * 10 + t + 1);
+                    let mut rng = Rng::new(round * 10 + t + 1);
                     for k in 0..PER {
                         let tag = t * PER + k;
                         let off = rng.below(1 << 20) & !511;

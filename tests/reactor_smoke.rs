@@ -1,6 +1,7 @@
-mod common;
 #[path = "common/reactor_util.rs"]
 mod reactor_util;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::fs::OpenOptions;
 use std::sync::Arc;

@@ -15,6 +15,8 @@
 //! ```
 #![allow(dead_code)]
 
+use crate::rng;
+
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -222,16 +224,7 @@ pub fn errname(e: i32) -> String {
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    rng::Rng::new(seed).bytes(len)
 }
 
 /// FNV-1a 64 of `data`, for short messages about big buffers.

@@ -187,26 +187,8 @@ pub fn assert_pool_clean(stats: &ReactorStats) {
     assert!(stats.pool.high_water <= stats.pool.total, "{stats:?}");
 }
 
-/// xorshift64*: deterministic pseudo-random numbers without a dependency.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-    }
-}
+#[allow(unused_imports)] // not every test file draws random numbers
+pub use crate::rng::Rng;
 
 /// A temporary directory on a disk-backed filesystem (the cargo target dir), where O_DIRECT and
 /// every fallocate mode work; /tmp may be tmpfs.
