@@ -90,35 +90,14 @@ BACKING=$WORK/backing
 mkdir -p "$BACKING"
 declare -A MNT=() PID=() CONN=()
 
-is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
+# shellcheck source=scripts/lib/fuse-mount.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/fuse-mount.sh"
 
-# Unmount one target's mount and stop its daemon: clean unmount first, then the daemon gets 10 s to
-# exit by itself, then SIGTERM/SIGKILL; a mount that is still there is aborted and lazily unmounted.
+# Unmount one target's mount and stop its daemon (see stop_mount).
 stop_target() {
-  local t=$1 mnt=${MNT[$1]:-} pid=${PID[$1]:-} i
+  local t=$1 mnt=${MNT[$1]:-}
   [[ -n $mnt ]] || return 0
-  if is_mounted "$mnt"; then
-    fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" 2>/dev/null || true
-  fi
-  if [[ -n $pid ]]; then
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "bench.sh: $t (pid $pid) still running after unmount: SIGTERM" >&2
-      kill -TERM "$pid" 2>/dev/null || true
-      sleep 2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  fi
-  if is_mounted "$mnt"; then
-    if [[ -n ${CONN[$t]:-} ]]; then
-      { echo 1 >"/sys/fs/fuse/connections/${CONN[$t]}/abort"; } 2>/dev/null || true
-    fi
-    umount -l "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
-  fi
+  stop_mount "$mnt" "${PID[$t]:-}" "${CONN[$t]:-}" || echo "bench.sh: $t did not stop cleanly" >&2
   unset "MNT[$t]"
 }
 
@@ -160,18 +139,13 @@ start_target() {
       ;;
   esac
   PID[$t]=$!
-  local i
-  for ((i = 0; i < 300; i++)); do
-    is_mounted "$mnt" && break
-    if ! kill -0 "${PID[$t]}" 2>/dev/null; then
-      echo "bench.sh: $t exited before mounting:" >&2
-      cat "$WORK/$t.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  is_mounted "$mnt" || { echo "bench.sh: $t did not mount within 30 s" >&2; exit 1; }
-  CONN[$t]=$(awk -v m="$mnt" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo)
+  local waited=0
+  wait_for_mount "$mnt" "${PID[$t]}" "$WORK/$t.log" || waited=$?
+  case $waited in
+    1) echo "bench.sh: $t exited before mounting (its log is above)" >&2; exit 1 ;;
+    2) echo "bench.sh: $t did not mount within 30 s" >&2; exit 1 ;;
+  esac
+  CONN[$t]=$(fuse_conn "$mnt")
   echo "bench.sh: $t (pid ${PID[$t]}) mounted on $mnt"
 }
 

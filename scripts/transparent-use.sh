@@ -239,42 +239,15 @@ FUSE_CONN=""
 STEP_PID=""
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 
-is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
+# shellcheck source=scripts/lib/fuse-mount.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/fuse-mount.sh"
 
 # Unmount and stop the daemon; used by the final step and by the exit trap. Returns 0 when the mount
 # is gone and the daemon exited with status 0 by itself.
 unmount_and_stop() {
-  local rc=0 i
-  if is_mounted "$MNT"; then
-    fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || rc=1
-  fi
-  if [[ -n $DAEMON_PID ]]; then
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$DAEMON_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$DAEMON_PID" 2>/dev/null; then
-      echo "daemon $DAEMON_PID still running 10 s after unmount: SIGTERM" >&2
-      rc=1
-      kill -TERM "$DAEMON_PID" 2>/dev/null
-      sleep 2
-      kill -KILL "$DAEMON_PID" 2>/dev/null
-    fi
-    local status=0
-    wait "$DAEMON_PID" 2>/dev/null || status=$?
-    if [[ $status -ne 0 ]]; then
-      echo "daemon exited with status $status" >&2
-      rc=1
-    fi
-    DAEMON_PID=""
-  fi
-  if is_mounted "$MNT"; then
-    rc=1
-    # Last resorts: abort the FUSE connection (frees processes stuck on it), then lazy unmount.
-    [[ -n $FUSE_CONN && -e /sys/fs/fuse/connections/$FUSE_CONN/abort ]] &&
-      { echo 1 >"/sys/fs/fuse/connections/$FUSE_CONN/abort"; } 2>/dev/null
-    umount -l "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
-  fi
+  local rc=0
+  stop_mount "$MNT" "$DAEMON_PID" "$FUSE_CONN" || rc=1
+  DAEMON_PID=""
   return $rc
 }
 
@@ -400,23 +373,19 @@ else
     "$BIN" -f -o "source=$BACKING" "$MNT" >"$WORK/daemon.log" 2>&1 &
   fi
   DAEMON_PID=$!
-  for ((i = 0; i < 300; i++)); do
-    is_mounted "$MNT" && break
-    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
-      echo "transparent-use.sh: $MODE exited before mounting:" >&2
-      cat "$WORK/daemon.log" >&2
+  waited=0
+  wait_for_mount "$MNT" "$DAEMON_PID" "$WORK/daemon.log" || waited=$?
+  if [[ $waited -ne 0 ]]; then
+    if [[ $waited -eq 1 ]]; then
+      echo "transparent-use.sh: $MODE exited before mounting (its log is above)" >&2
       DAEMON_PID=""
-      echo "0 passed, 1 failed"
-      exit 1
+    else
+      echo "transparent-use.sh: $MODE did not mount within 30 s" >&2
     fi
-    sleep 0.1
-  done
-  if ! is_mounted "$MNT"; then
-    echo "transparent-use.sh: $MODE did not mount within 30 s" >&2
     echo "0 passed, 1 failed"
     exit 1
   fi
-  FUSE_CONN=$(awk -v m="$MNT" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo)
+  FUSE_CONN=$(fuse_conn "$MNT")
   TARGET=$MNT
   echo "transparent-use: $MODE (pid $DAEMON_PID) mounted $BACKING on $MNT"
 fi
@@ -447,6 +416,7 @@ for step in ${STEPS:-$ALL_STEPS}; do
   if ! declare -F "step_$step" >/dev/null; then
     echo "transparent-use.sh: unknown step: $step (steps: $ALL_STEPS)" >&2
     failed=$((failed + 1))
+    failed_names+=("$step(unknown)")
     continue
   fi
   start=$EPOCHREALTIME
