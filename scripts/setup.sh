@@ -13,8 +13,7 @@ PACKAGES=(
   gcc            # C compiler for passthrough_ll and for crates that build C
   libc6-dev      # C headers and crt files for gcc
   fio            # data-path tests (scripts/transparent-use.sh) and benchmarks (scripts/bench.sh)
-  libaio1        # fio's libaio engine
-  libaio-dev     # headers for anything built against libaio
+  libaio-dev     # libaio for fio's libaio engine (pulls in the library under its release's name)
   rsync          # transparent-use: rsync -a into the mount
   git            # transparent-use: git init/add/commit/status on the mount
   tar            # transparent-use and bench: tar c / tar x
