@@ -32,18 +32,17 @@ struct XattrTarget {
 
 impl PassthroughFs {
     fn xattr_target(&self, ino: u64) -> OpResult<XattrTarget> {
-        let fd = self.node_fd(ino)?;
-        let st = rustix::fs::fstat(&*fd).map_err(errno)?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        // Only symlink nodes have a remembered name (every lookup of a symlink records it).
+        let Some((parent, name, key)) = self.inodes.link_name(ino) else {
+            let fd = self.node_fd(ino)?;
             return Ok(XattrTarget {
                 path: PathBuf::from(proc_path(&*fd)),
                 symlink: false,
                 _held: fd,
             });
-        }
+        };
         // A symlink: only reachable through its parent and name; check that the name still
         // refers to this very symlink.
-        let (parent, name, key) = self.inodes.link_name(ino).ok_or(Errno::EPERM)?;
         let pfd = self.node_fd(parent)?;
         let found = rustix::fs::statat(&*pfd, &name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
         if key_of(&found) != key {
