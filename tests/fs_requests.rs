@@ -87,3 +87,65 @@ fn unchanged_files_stay_cached_across_opens() {
         "bytes the kernel asked the daemon for: {asked}\n{log}"
     );
 }
+
+/// Buffered writes are written by the session threads (`--buffered-writes inline`, the default) or
+/// by the reactor (`reactor`); O_DIRECT writes always go to the reactor. Both paths write the same
+/// bytes.
+#[test]
+fn buffered_writes_go_where_configured() {
+    for (args, inline) in [
+        (&["-v"][..], true),
+        (&["-v", "--buffered-writes", "reactor"][..], false),
+    ] {
+        let mut m = Mounted::with_args(args);
+        let path = m.mountpoint().join("w");
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 253) as u8).collect();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        // 16 buffered writes of 4 KiB, each its own request (no writeback cache).
+        for chunk in data[..16 << 12].chunks(4096) {
+            f.write_all(chunk).unwrap();
+        }
+        drop(f);
+        // 1 MiB more through O_DIRECT, from aligned memory, at offset 1 MiB.
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .unwrap();
+        let mut buf = vec![0u8; (1 << 20) + 4096];
+        let off = buf.as_ptr().align_offset(4096);
+        buf[off..off + (1 << 20)].copy_from_slice(&data);
+        f.write_all_at(&buf[off..off + (1 << 20)], 1 << 20).unwrap();
+        drop(f);
+
+        let backing = std::fs::read(m.backing().join("w")).unwrap();
+        assert_eq!(backing.len(), 2 << 20, "{args:?}");
+        assert!(
+            backing[..16 << 12] == data[..16 << 12],
+            "{args:?}: buffered part"
+        );
+        assert!(
+            backing[16 << 12..1 << 20].iter().all(|&b| b == 0),
+            "{args:?}: hole"
+        );
+        assert!(backing[1 << 20..] == data[..], "{args:?}: O_DIRECT part");
+
+        m.signal(Signal::TERM);
+        assert!(m.wait_exit().success());
+        let log = m.stderr();
+        let writes = logged_value(&log, "writes");
+        let inline_writes = logged_value(&log, "inline_writes");
+        assert!(writes >= 17, "{args:?}: {log}");
+        if inline {
+            // Every write but the direct one (the kernel may split nothing here: 4 KiB each).
+            assert_eq!(inline_writes, writes - 1, "{args:?}: {log}");
+        } else {
+            assert_eq!(inline_writes, 0, "{args:?}: {log}");
+        }
+    }
+}

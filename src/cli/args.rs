@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
-use super::options::{parse_count, parse_seconds, parse_size};
+use super::options::{parse_buffered_writes, parse_count, parse_seconds, parse_size};
+use crate::fs::BufferedWrites;
 
 const ABOUT: &str =
     "Mount a passthrough view of BACKING on MOUNTPOINT (FUSE, with file data moved on io_uring)";
@@ -32,7 +33,7 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
                                  the usual mount flags (default nodev,nosuid)
   buffers=N, buffer_size=SIZE, ring_entries=N, spin_us=N, threads=N, clone_fd, noclone_fd,
-  attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback, debug
+  attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback, buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
   owner, group, _netdev, nofail, relatime, norelatime, strictatime, lazytime, nolazytime, diratime,
@@ -134,6 +135,13 @@ pub struct Args {
     /// Disable the FUSE writeback cache: every write goes through to the backing file.
     #[arg(long, overrides_with = "writeback")]
     pub no_writeback: bool,
+
+    /// Who writes buffered (non-O_DIRECT) writes to the backing file: `inline`, the session thread
+    /// that received them, with pwrite(2) (fewest thread hops; the kernel sends a file's buffered
+    /// writes one at a time anyway), or `reactor`, through io_uring like the other data operations.
+    /// O_DIRECT writes always go through the reactor. [default: inline]
+    #[arg(long, value_name = "MODE", value_parser = parse_buffered_writes)]
+    pub buffered_writes: Option<BufferedWrites>,
 
     /// More log output on stderr: -v info, -vv debug, -vvv trace. RUST_LOG, when set, takes
     /// precedence (e.g. RUST_LOG=arsyncfs=debug,fuser=info). [default: warnings and errors]

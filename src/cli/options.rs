@@ -6,6 +6,7 @@ use fuser::SessionACL;
 
 use super::error::CliError;
 use super::settings::Settings;
+use crate::fs::BufferedWrites;
 
 /// Options mount(8), mount.fuse3 or an fstab line may pass that mean nothing to arsyncfs.
 const IGNORED: &[&str] = &[
@@ -107,6 +108,16 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
             no_value(s, |s| s.fs.writeback_cache = false)
         }
         "debug" => no_value(s, |s| s.verbosity = s.verbosity.max(2)),
+        "buffered_writes" => {
+            let v = value.ok_or_else(|| {
+                bad(
+                    opt,
+                    "'buffered_writes' needs a value: inline or reactor".into(),
+                )
+            })?;
+            s.fs.buffered_writes = parse_buffered_writes(v).map_err(|e| bad(opt, e))?;
+            Ok(())
+        }
         "fsname" | "subtype" => {
             let v = value_of(opt, key)
                 .filter(|v| !v.is_empty())
@@ -153,6 +164,15 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         _ => Err(CliError::usage(format!(
             "unknown mount option '{opt}' (see `arsyncfs --help` for the supported -o options)"
         ))),
+    }
+}
+
+/// `inline` or `reactor` (see `--buffered-writes`).
+pub fn parse_buffered_writes(v: &str) -> Result<BufferedWrites, String> {
+    match v.trim() {
+        "inline" => Ok(BufferedWrites::Inline),
+        "reactor" => Ok(BufferedWrites::Reactor),
+        _ => Err(format!("'{v}' is not inline or reactor")),
     }
 }
 
@@ -261,6 +281,21 @@ mod tests {
         assert_eq!(s.acl, SessionACL::All);
         assert_eq!(s.fsname.as_deref(), Some("a,b"));
         assert_eq!(s.subtype, "view");
+    }
+
+    #[test]
+    fn buffered_writes_mode() {
+        assert_eq!(
+            Settings::default().fs.buffered_writes,
+            BufferedWrites::Inline
+        );
+        let s = applied("buffered_writes=reactor").unwrap();
+        assert_eq!(s.fs.buffered_writes, BufferedWrites::Reactor);
+        let s = applied("buffered_writes=reactor,buffered_writes=inline").unwrap();
+        assert_eq!(s.fs.buffered_writes, BufferedWrites::Inline);
+        let e = applied("buffered_writes=sometimes").unwrap_err();
+        assert!(e.message.contains("inline or reactor"), "{}", e.message);
+        assert!(applied("buffered_writes").is_err());
     }
 
     #[test]

@@ -150,6 +150,9 @@ impl Settings {
         if args.no_writeback {
             s.fs.writeback_cache = false;
         }
+        if let Some(mode) = args.buffered_writes {
+            s.fs.buffered_writes = mode;
+        }
         s.verbosity = s.verbosity.max(args.verbose);
         s.log_file = args.log_file;
         s.check_ranges()?;
@@ -279,10 +282,12 @@ mod tests {
     fn flags_override_o() {
         let s = parse(&[
             "-o",
-            "threads=4,buffers=8,writeback",
+            "threads=4,buffers=8,writeback,buffered_writes=inline",
             "--threads",
             "1",
             "--no-writeback",
+            "--buffered-writes",
+            "reactor",
             "--read-only",
             "/a",
             "/b",
@@ -291,6 +296,7 @@ mod tests {
         assert_eq!(s.threads, 1);
         assert_eq!(s.buffers, 8);
         assert!(!s.fs.writeback_cache);
+        assert_eq!(s.fs.buffered_writes, crate::fs::BufferedWrites::Reactor);
         assert!(s.fs.read_only);
         let c = s.fuser_config(Path::new("/a"));
         assert!(!c.clone_fd, "clone_fd is pointless with one thread");

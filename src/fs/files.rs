@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,7 +14,7 @@ use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 use super::creds::Caller;
 use super::handles::{Handle, OpenFile};
 use super::inodes::DataStamp;
-use super::{OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
+use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
 impl PassthroughFs {
     /// The flags the backing file is opened with for the kernel's `flags`.
@@ -177,6 +178,7 @@ impl PassthroughFs {
         Ok(self.handles.insert(Handle::File(OpenFile {
             file: Arc::new(File::from(file)),
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            direct: flags & libc::O_DIRECT != 0,
             cached_writes,
         })))
     }
@@ -203,12 +205,7 @@ impl PassthroughFs {
         reply: fuser::ReplyWrite,
     ) {
         self.stats.write(data.len() as u64);
-        let file = if from_cache {
-            self.handles.file_for_cached_write(fh)
-        } else {
-            self.handles.file(fh)
-        };
-        let Some(file) = file else {
+        let Some((file, direct)) = self.handles.file_for_write(fh, from_cache) else {
             return reply.error(Errno::EBADF);
         };
         if let Some(gid) = kill_suidgid_for
@@ -216,7 +213,19 @@ impl PassthroughFs {
         {
             return reply.error(e);
         }
-        self.reactor.write(file, offset, data, reply)
+        if direct || self.config.buffered_writes == BufferedWrites::Reactor {
+            return self.reactor.write(file, offset, data, reply);
+        }
+        // A buffered write is written here, on the session thread, like a plain pwrite(2): the
+        // kernel sends a file's buffered writes one at a time (without the writeback cache), so
+        // the reactor has nothing to overlap, and filesystems without non-blocking buffered
+        // writes (ext4) run io_uring's on a kernel worker anyway — two more thread hops and a
+        // copy. Measured in docs/benchmarks-reading.md ("Buffered writes").
+        self.stats.inline_write();
+        match file.write_all_at(data, offset) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(super::replies::errno_of(&e)),
+        }
     }
 
     pub(super) fn op_flush(&self, fh: u64) -> OpResult<()> {

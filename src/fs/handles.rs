@@ -18,6 +18,8 @@ pub struct OpenFile {
     pub file: Arc<File>,
     /// Opened for writing: writes through it change the file as the kernel's cache knows it.
     pub writable: bool,
+    /// `file` was opened with O_DIRECT: its writes bypass the backing page cache.
+    pub direct: bool,
     /// With the writeback cache, the kernel may flush any file's cached pages through any writable
     /// handle of it, an O_DIRECT one included. Those writes are neither aligned nor meant to bypass
     /// the cache, so an O_DIRECT handle keeps a second, buffered descriptor for them.
@@ -67,12 +69,17 @@ impl HandleTable {
         })
     }
 
-    /// The descriptor for a write the kernel flushes from its page cache.
-    pub fn file_for_cached_write(&self, fh: u64) -> Option<Arc<File>> {
-        self.pick(fh, |h| match h {
-            Handle::File(f) => Some(f.cached_writes.as_ref().unwrap_or(&f.file)),
+    /// The descriptor for a write through `fh` (`from_cache`: one the kernel flushes from its page
+    /// cache), and whether that descriptor is O_DIRECT.
+    pub fn file_for_write(&self, fh: u64, from_cache: bool) -> Option<(Arc<File>, bool)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        match map.get(&fh)? {
+            Handle::File(f) => match &f.cached_writes {
+                Some(buffered) if from_cache => Some((buffered.clone(), false)),
+                _ => Some((f.file.clone(), f.direct)),
+            },
             Handle::Dir(_) => None,
-        })
+        }
     }
 
     /// The directory stream behind `fh`, if it is one.
@@ -110,23 +117,30 @@ mod tests {
         let a = t.insert(Handle::File(OpenFile {
             file: Arc::new(File::open("/").unwrap()),
             writable: false,
+            direct: false,
             cached_writes: None,
         }));
         let b = t.insert(Handle::File(OpenFile {
             file: Arc::new(File::open("/").unwrap()),
             writable: true,
+            direct: true,
             cached_writes: Some(Arc::new(File::open("/tmp").unwrap())),
         }));
         assert_ne!(a, b);
         assert!(t.file(a).is_some());
         assert!(t.dir(a).is_none());
+        // An O_DIRECT handle writes directly through its own descriptor, and the kernel's cached
+        // writes through its buffered twin.
         let main = t.file(b).unwrap();
-        let cached = t.file_for_cached_write(b).unwrap();
-        assert!(!Arc::ptr_eq(&main, &cached));
-        assert!(Arc::ptr_eq(
-            &t.file(a).unwrap(),
-            &t.file_for_cached_write(a).unwrap()
-        ));
+        let (direct, is_direct) = t.file_for_write(b, false).unwrap();
+        assert!(Arc::ptr_eq(&main, &direct) && is_direct);
+        let (cached, is_direct) = t.file_for_write(b, true).unwrap();
+        assert!(!Arc::ptr_eq(&main, &cached) && !is_direct);
+        // A buffered handle has one descriptor for both.
+        for from_cache in [false, true] {
+            let (f, is_direct) = t.file_for_write(a, from_cache).unwrap();
+            assert!(Arc::ptr_eq(&t.file(a).unwrap(), &f) && !is_direct);
+        }
         assert!(t.remove(a).is_some());
         assert!(t.file(a).is_none());
         assert!(t.remove(a).is_none());

@@ -56,6 +56,18 @@ pub struct FsConfig {
     /// Most backing descriptors kept open for the inodes the kernel remembers (the rest are
     /// reopened by file handle when needed).
     pub max_cached_fds: usize,
+    /// Who writes buffered (non-O_DIRECT) writes to the backing file.
+    pub buffered_writes: BufferedWrites,
+}
+
+/// Where buffered writes are written; O_DIRECT writes always go to the reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BufferedWrites {
+    /// By the session thread that received them (pwrite(2)): fewest thread hops.
+    #[default]
+    Inline,
+    /// By the reactor through io_uring, like every other data operation.
+    Reactor,
 }
 
 impl Default for FsConfig {
@@ -67,6 +79,7 @@ impl Default for FsConfig {
             read_only: false,
             keep_cache: true,
             max_cached_fds: 16384,
+            buffered_writes: BufferedWrites::Inline,
         }
     }
 }

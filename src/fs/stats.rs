@@ -11,6 +11,7 @@ pub struct FsStats {
     bytes_written: AtomicU64,
     largest_read: AtomicU64,
     largest_write: AtomicU64,
+    inline_writes: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -23,6 +24,8 @@ pub struct FsStatsSnapshot {
     pub bytes_written: u64,
     pub largest_read: u64,
     pub largest_write: u64,
+    /// Writes the session threads wrote themselves (buffered ones; the rest went to the reactor).
+    pub inline_writes: u64,
 }
 
 impl FsStats {
@@ -38,6 +41,10 @@ impl FsStats {
         self.largest_write.fetch_max(size, Ordering::Relaxed);
     }
 
+    pub fn inline_write(&self) {
+        self.inline_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> FsStatsSnapshot {
         FsStatsSnapshot {
             reads: self.reads.load(Ordering::Relaxed),
@@ -46,6 +53,7 @@ impl FsStats {
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             largest_read: self.largest_read.load(Ordering::Relaxed),
             largest_write: self.largest_write.load(Ordering::Relaxed),
+            inline_writes: self.inline_writes.load(Ordering::Relaxed),
         }
     }
 }
@@ -60,11 +68,16 @@ mod tests {
         s.read(4096);
         s.read(131072);
         s.write(1 << 20);
+        s.write(4096);
+        s.inline_write();
         let snap = s.snapshot();
         assert_eq!(
             (snap.reads, snap.bytes_read, snap.largest_read),
             (2, 135168, 131072)
         );
-        assert_eq!((snap.writes, snap.largest_write), (1, 1 << 20));
+        assert_eq!(
+            (snap.writes, snap.largest_write, snap.inline_writes),
+            (2, 1 << 20, 1)
+        );
     }
 }
