@@ -149,3 +149,65 @@ fn buffered_writes_go_where_configured() {
         }
     }
 }
+
+/// A tmpfs mounted over a directory for the length of a test, unmounted (lazily, after the FUSE
+/// mount on top is gone) on drop.
+struct Tmpfs(Option<std::path::PathBuf>);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&dir)
+                .status();
+        }
+    }
+}
+
+/// On a full backing filesystem a buffered write behaves as pwrite(2) there: what fits is written
+/// and counted (a short write), then ENOSPC; the view and the backing agree on the bytes.
+#[test]
+fn buffered_write_on_a_full_backing_is_short_then_enospc() {
+    let mut tmpfs = Tmpfs(None);
+    let mut m = Mounted::spawn(&[] as &[&str], |backing| {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "arsyncfs-test"])
+            .arg(backing)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount a 64 KiB tmpfs on the backing dir (needs root)");
+        tmpfs.0 = Some(backing.to_owned());
+    });
+    let path = m.mountpoint().join("full");
+    let data: Vec<u8> = (0..256 << 10).map(|i| (i % 249) as u8).collect();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let first = f.write(&data);
+    let n = match first {
+        Ok(n) => {
+            assert!(n > 0 && n < data.len(), "short write expected, wrote {n}");
+            n
+        }
+        Err(e) => {
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+            0
+        }
+    };
+    let e = f.write(&data[n..]).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    drop(f);
+    let view = std::fs::read(&path).unwrap();
+    let backing = std::fs::read(m.backing().join("full")).unwrap();
+    assert_eq!(view.len(), n);
+    assert!(
+        view == backing && view[..] == data[..n],
+        "view and backing differ"
+    );
+    m.signal(Signal::TERM);
+    assert!(m.wait_exit().success());
+}

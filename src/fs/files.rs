@@ -222,8 +222,8 @@ impl PassthroughFs {
         // writes (ext4) run io_uring's on a kernel worker anyway — two more thread hops and a
         // copy. Measured in docs/benchmarks-reading.md ("Buffered writes").
         self.stats.inline_write();
-        match file.write_all_at(data, offset) {
-            Ok(()) => reply.written(data.len() as u32),
+        match write_at_most(&file, data, offset) {
+            Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(super::replies::errno_of(&e)),
         }
     }
@@ -321,4 +321,23 @@ impl PassthroughFs {
                 .map_err(errno)?;
         Ok(n as u32)
     }
+}
+
+/// Writes `data` at `offset` as pwrite(2) would for the caller: all of it, or, when an error stops
+/// it part way (ENOSPC, EFBIG), the count written so far, so that the error comes with the next write.
+fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match file.write_at(&data[written..], offset + written as u64) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if written == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    if written == 0 && !data.is_empty() {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    Ok(written)
 }
