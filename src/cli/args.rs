@@ -107,7 +107,7 @@ pub struct Args {
     pub spin_us: Option<u64>,
 
     /// FUSE session threads reading requests from the kernel (1 to 64); metadata operations run on
-    /// them. [default: 2]
+    /// them, and buffered writes. [default: 4]
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub threads: Option<usize>,
 
