@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench/compare.sh: A/B one fio job across arsyncfs variants, passthrough_ll and native, as root.
-# For tuning: scripts/bench.sh runs the whole matrix against one arsyncfs; this runs one job against
-# several arsyncfs option sets (or binaries) side by side, interleaved run by run, order rotating.
+# Sets the machine up (scripts/setup.sh) like scripts/bench.sh. For tuning: bench.sh runs the whole
+# matrix against one arsyncfs; this runs one job against several arsyncfs option sets (or binaries)
+# side by side, interleaved run by run, order rotating.
 #
 #   VARIANTS='spin0=--spin-us 0;spin50=--spin-us 50' \
 #   FIO='--rw=randread --bs=4k --ioengine=io_uring --iodepth=1 --direct=1' \
@@ -29,6 +30,7 @@ VARIANTS=${VARIANTS:-arsyncfs=}
 
 # shellcheck source=scripts/lib/fuse-mount.sh
 source "$REPO/scripts/lib/fuse-mount.sh"
+bash scripts/setup.sh >&2
 cargo build --release --bin arsyncfs >&2
 PT_BIN=$(bash scripts/bench/build-passthrough-ll.sh)
 
