@@ -11,10 +11,12 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use mount::{Mounted, Signal};
 
 fn logged_value(log: &str, field: &str) -> u64 {
+    // A whole field name: " writes: " is not the end of " inline_writes: ".
+    let key = format!(" {field}: ");
     let start = log
-        .find(&format!("{field}: "))
+        .find(&key)
         .unwrap_or_else(|| panic!("{field} not in the log:\n{log}"));
-    log[start + field.len() + 2..]
+    log[start + key.len()..]
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect::<String>()
@@ -89,13 +91,16 @@ fn unchanged_files_stay_cached_across_opens() {
 }
 
 /// Buffered writes are written by the session threads (`--buffered-writes inline`, the default) or
-/// by the reactor (`reactor`); O_DIRECT writes always go to the reactor. Both paths write the same
-/// bytes.
+/// by the reactor (`reactor`); O_DIRECT writes, and under `--writeback` the kernel's flushes, always go
+/// to the reactor. Every path writes the same bytes.
 #[test]
 fn buffered_writes_go_where_configured() {
-    for (args, inline) in [
-        (&["-v"][..], true),
-        (&["-v", "--buffered-writes", "reactor"][..], false),
+    // (arguments, buffered writes inline?, fewest write requests: 16 x 4 KiB + 1 MiB direct, or
+    // under writeback the 16 merged into as few as one flush)
+    for (args, inline, min_writes) in [
+        (&["-v"][..], true, 17),
+        (&["-v", "--buffered-writes", "reactor"][..], false, 17),
+        (&["-v", "--writeback"][..], false, 2),
     ] {
         let mut m = Mounted::with_args(args);
         let path = m.mountpoint().join("w");
@@ -140,7 +145,7 @@ fn buffered_writes_go_where_configured() {
         let log = m.stderr();
         let writes = logged_value(&log, "writes");
         let inline_writes = logged_value(&log, "inline_writes");
-        assert!(writes >= 17, "{args:?}: {log}");
+        assert!(writes >= min_writes, "{args:?}: {log}");
         if inline {
             // Every write but the direct one (the kernel may split nothing here: 4 KiB each).
             assert_eq!(inline_writes, writes - 1, "{args:?}: {log}");
@@ -157,20 +162,23 @@ struct Tmpfs(Option<std::path::PathBuf>);
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take() {
-            let _ = std::process::Command::new("umount")
+            let ok = std::process::Command::new("umount")
                 .arg("-l")
                 .arg(&dir)
-                .status();
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("WARNING: could not detach the tmpfs on {}", dir.display());
+            }
         }
     }
 }
 
-/// On a full backing filesystem a buffered write behaves as pwrite(2) there: what fits is written
-/// and counted (a short write), then ENOSPC; the view and the backing agree on the bytes.
-#[test]
-fn buffered_write_on_a_full_backing_is_short_then_enospc() {
+/// arsyncfs with `args` over a backing directory that is a 64 KiB tmpfs. Drop the tmpfs first: it is
+/// detached (lazily: the daemon still has it open) before the temp dir holding it goes with the mount.
+fn mounted_over_full_tmpfs(args: &[&str]) -> (Tmpfs, Mounted) {
     let mut tmpfs = Tmpfs(None);
-    let mut m = Mounted::spawn(&[] as &[&str], |backing| {
+    let m = Mounted::spawn(args, |backing| {
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=64k", "arsyncfs-test"])
             .arg(backing)
@@ -179,6 +187,37 @@ fn buffered_write_on_a_full_backing_is_short_then_enospc() {
         assert!(ok, "mount a 64 KiB tmpfs on the backing dir (needs root)");
         tmpfs.0 = Some(backing.to_owned());
     });
+    (tmpfs, m)
+}
+
+/// Under the writeback cache writes succeed into the kernel's cache; when its flush does not fit
+/// on the backing, fsync reports ENOSPC (the flush fails whole, nothing is silently dropped).
+#[test]
+fn writeback_flush_on_a_full_backing_fails_fsync() {
+    let (tmpfs, mut m) = mounted_over_full_tmpfs(&["--writeback"]);
+    let _tmpfs = tmpfs; // declared after `m`, so dropped before it
+    let path = m.mountpoint().join("full");
+    let data = vec![0x5au8; 256 << 10];
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&data).unwrap();
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    drop(f);
+    m.signal(Signal::TERM);
+    assert!(m.wait_exit().success());
+}
+
+/// On a full backing filesystem a buffered write behaves as pwrite(2) there: what fits is written
+/// and counted (a short write), then ENOSPC; the view and the backing agree on the bytes.
+#[test]
+fn buffered_write_on_a_full_backing_is_short_then_enospc() {
+    let (tmpfs, mut m) = mounted_over_full_tmpfs(&[]);
+    let _tmpfs = tmpfs; // declared after `m`, so dropped before it
     let path = m.mountpoint().join("full");
     let data: Vec<u8> = (0..256 << 10).map(|i| (i % 249) as u8).collect();
     let mut f = OpenOptions::new()

@@ -86,7 +86,7 @@ pub struct Args {
     #[arg(long)]
     pub allow_other: bool,
 
-    /// I/O buffers in the reactor's pool: how many reads and writes can be in flight at once.
+    /// I/O buffers in the reactor's pool: how many reads and O_DIRECT writes can be in flight at once.
     /// Memory use is at most BUFFERS x BUFFER_SIZE. [default: 128]
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub buffers: Option<usize>,

@@ -1,5 +1,6 @@
 //! Open files: open, create, read, write, flush, release, fsync, fallocate, lseek, copy_file_range.
-//! Reads, writes, fsync, fallocate and the final close go to the reactor, which replies to the kernel.
+//! Reads, O_DIRECT and writeback writes, fsync, fallocate and the final close go to the reactor, which
+//! replies to the kernel; other buffered writes are written here, on the session thread (`op_write`).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -213,14 +214,17 @@ impl PassthroughFs {
         {
             return reply.error(e);
         }
-        if direct || self.config.buffered_writes == BufferedWrites::Reactor {
+        // The kernel's writeback flushes (`from_cache`) come many at once and must fail whole when
+        // they cannot be written (the kernel keeps only the error of a flush, not a short count):
+        // the reactor does both.
+        if direct || from_cache || self.config.buffered_writes == BufferedWrites::Reactor {
             return self.reactor.write(file, offset, data, reply);
         }
-        // A buffered write is written here, on the session thread, like a plain pwrite(2): the
-        // kernel sends a file's buffered writes one at a time (without the writeback cache), so
-        // the reactor has nothing to overlap, and filesystems without non-blocking buffered
-        // writes (ext4) run io_uring's on a kernel worker anyway — two more thread hops and a
-        // copy. Measured in docs/benchmarks-reading.md ("Buffered writes").
+        // Any other buffered write is written here, on the session thread, like a plain pwrite(2):
+        // the kernel sends a file's buffered writes one at a time, so the reactor has nothing to
+        // overlap, and filesystems without non-blocking buffered writes (ext4) run io_uring's on
+        // a kernel worker anyway — two more thread hops and a copy. Measured in
+        // docs/benchmarks-reading.md ("Buffered writes").
         self.stats.inline_write();
         match write_at_most(&file, data, offset) {
             Ok(n) => reply.written(n as u32),

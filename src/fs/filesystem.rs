@@ -1,5 +1,6 @@
 //! The `fuser::Filesystem` implementation: unpacks each request, calls the operation, and answers
-//! exactly once. Data operations hand their reply object to the reactor, which answers.
+//! exactly once. Data operations hand their reply object to the reactor, which answers (buffered
+//! writes may be answered inline, see `files::op_write`).
 
 use std::ffi::OsStr;
 use std::io;

@@ -3,7 +3,8 @@
 //! Metadata operations are answered inline with `*at` calls relative to the `O_PATH` descriptor of a
 //! node (see [`inodes`]); no full path is ever resolved, and names are single components opened with
 //! `O_NOFOLLOW`, so nothing can follow a symlink out of the backing tree. Data operations (read, write,
-//! fsync, fallocate, release) go to the reactor, which answers the kernel from its own thread. This
+//! fsync, fallocate, release) go to the reactor, which answers the kernel from its own thread, except
+//! buffered writes the kernel sends one at a time (see [`BufferedWrites`]). This
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
 mod attr;
@@ -60,7 +61,8 @@ pub struct FsConfig {
     pub buffered_writes: BufferedWrites,
 }
 
-/// Where buffered writes are written; O_DIRECT writes always go to the reactor.
+/// Where buffered writes are written; O_DIRECT writes and the kernel's writeback flushes always go to
+/// the reactor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BufferedWrites {
     /// By the session thread that received them (pwrite(2)): fewest thread hops.
