@@ -198,12 +198,7 @@ fn writeback_flush_on_a_full_backing_fails_fsync() {
     let _tmpfs = tmpfs; // declared after `m`, so dropped before it
     let path = m.mountpoint().join("full");
     let data = vec![0x5au8; 256 << 10];
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
+    let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(&data).unwrap();
     let e = f.sync_all().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
@@ -220,12 +215,7 @@ fn buffered_write_on_a_full_backing_is_short_then_enospc() {
     let _tmpfs = tmpfs; // declared after `m`, so dropped before it
     let path = m.mountpoint().join("full");
     let data: Vec<u8> = (0..256 << 10).map(|i| (i % 249) as u8).collect();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
+    let mut f = std::fs::File::create(&path).unwrap();
     let first = f.write(&data);
     let n = match first {
         Ok(n) => {
