@@ -197,3 +197,26 @@ fn dropping_the_reactor_drains_it() {
     assert_eq!(file.metadata().unwrap().len(), 2000);
     assert_pool_clean(&h.stats());
 }
+
+/// `wait_answered` waits for every request sent so far to be answered: not while a read is stuck on
+/// an empty FIFO, yes once it is fed and answered (what the CLI does before unmounting).
+#[test]
+fn wait_answered_waits_for_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, file) = new_file(dir.path(), "data");
+    let (pipe, mut pipe_writer) = fifo(dir.path());
+    let reactor = Reactor::<ChannelCompletions>::start(ReactorConfig::default()).unwrap();
+    let h = reactor.handle();
+    assert!(reactor.wait_answered(std::time::Duration::ZERO), "idle");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    h.write(file.clone(), 0, b"done", Tagged(0, tx.clone()));
+    h.read(pipe.clone(), 0, 3, Tagged(1, tx.clone()));
+    assert!(!reactor.wait_answered(std::time::Duration::from_millis(50)));
+    pipe_writer.write_all(b"abc").unwrap();
+    assert!(reactor.wait_answered(std::time::Duration::from_secs(10)));
+    // Both answers are out by then.
+    assert_eq!(rx.len(), 2);
+    let answers = collect(&rx, 2);
+    assert!(answers.values().all(|a| a.errno().is_none()), "{answers:?}");
+    reactor.shutdown();
+}

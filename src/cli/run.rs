@@ -135,6 +135,11 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         recv(signals) -> sig => {
             let name = sig.map(signals::name).unwrap_or("signal");
             tracing::info!("{name}: unmounting {}", paths.mountpoint.display());
+            // Requests the kernel sends in the background (the RELEASE after a close) may still be
+            // in the reactor: unmounting aborts them, and their answers would find no request.
+            if !reactor.wait_answered(std::time::Duration::from_secs(1)) {
+                tracing::debug!("requests still unanswered after 1 s; unmounting anyway");
+            }
             match unmount_ours(&paths.mountpoint, ours.as_ref()) {
                 Unmounted::Clean | Unmounted::NotOurs => {
                     // The session threads finish the requests they hold and stop.

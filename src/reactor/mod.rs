@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -107,6 +107,9 @@ struct Shared {
     bell: Doorbell,
     stopping: AtomicBool,
     counters: Counters,
+    /// Requests sent to the reactor and not answered yet (raised before the send, lowered by the
+    /// reactor after the answer, once per pass).
+    unanswered: AtomicUsize,
 }
 
 /// A cheap, cloneable, `Send` way to give the reactor work.
@@ -132,8 +135,12 @@ impl<C: Completions> ReactorHandle<C> {
             // Dropping `req` answers it with ESHUTDOWN and returns its buffer, if any, to the pool;
             // the ring below lets a reactor that waits for that buffer see it.
             drop(req);
-        } else if let Err(refused) = self.tx.send(Message::Work(req)) {
-            drop(refused);
+        } else {
+            self.shared.unanswered.fetch_add(1, Ordering::AcqRel);
+            if let Err(refused) = self.tx.send(Message::Work(req)) {
+                drop(refused);
+                self.shared.unanswered.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         self.shared.bell.ring();
     }
@@ -238,6 +245,7 @@ impl<C: Completions> Reactor<C> {
             bell: Doorbell::default(),
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
+            unanswered: AtomicUsize::new(0),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -276,6 +284,20 @@ impl<C: Completions> Reactor<C> {
     /// A handle to send work from any thread.
     pub fn handle(&self) -> ReactorHandle<C> {
         self.handle.clone()
+    }
+
+    /// Waits, at most `limit`, until every request sent so far has been answered; false on timeout.
+    /// (Before unmounting: the kernel aborts the requests still open, and late answers would find
+    /// no request.)
+    pub fn wait_answered(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.handle.shared.unanswered.load(Ordering::Acquire) > 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        true
     }
 
     /// Stops taking new work, finishes every request already queued or in flight (each gets its one
@@ -400,7 +422,13 @@ impl Local {
 }
 
 /// A finished request hands back its buffer (reads, writes) or nothing (the others).
-fn finished(out: Option<PoolBuf>, returned: &mut Vec<PoolBuf>, others: &mut usize) {
+fn finished(
+    out: Option<PoolBuf>,
+    returned: &mut Vec<PoolBuf>,
+    others: &mut usize,
+    answered: &mut usize,
+) {
+    *answered += 1;
     match out {
         Some(buf) => returned.push(buf),
         None => *others -= 1,
@@ -427,6 +455,8 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
     // these (`recycled`) before asking the pool.
     let mut returned: Vec<PoolBuf> = Vec::with_capacity(config.buffers);
     let mut recycled = 0u64;
+    // Requests answered in this pass, for `Shared::unanswered`.
+    let mut answered = 0usize;
     let mut stopping = false;
     let mut local = Local::default();
     let mut waker_published = false;
@@ -446,7 +476,8 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
             let mut progress = false;
 
             // Harvest the requests whose operations completed.
-            if slots.poll_woken(|out| finished(out, &mut returned, &mut others)) > 0 {
+            if slots.poll_woken(|out| finished(out, &mut returned, &mut others, &mut answered)) > 0
+            {
                 progress = true;
             }
 
@@ -462,7 +493,7 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                 let Some(buf) = buf else { break };
                 let req = waiting_for_buffer.pop_front().expect("checked non-empty");
                 if let Some(out) = slots.start(serve::serve(req, Some(buf))) {
-                    finished(out, &mut returned, &mut others);
+                    finished(out, &mut returned, &mut others, &mut answered);
                 }
                 progress = true;
             }
@@ -472,7 +503,7 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                 };
                 others += 1;
                 if let Some(out) = slots.start(serve::serve(req, None)) {
-                    finished(out, &mut returned, &mut others);
+                    finished(out, &mut returned, &mut others, &mut answered);
                 }
                 progress = true;
             }
@@ -539,7 +570,7 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
                     }
                 };
                 if let Some(out) = out {
-                    finished(out, &mut returned, &mut others);
+                    finished(out, &mut returned, &mut others, &mut answered);
                 }
             }
 
@@ -547,6 +578,10 @@ async fn run<C: Completions>(rx: Receiver<Message<C>>, shared: Arc<Shared>, conf
             if !returned.is_empty() || recycled > 0 {
                 pool.put_all(&mut returned, recycled);
                 recycled = 0;
+            }
+            if answered > 0 {
+                shared.unanswered.fetch_sub(answered, Ordering::AcqRel);
+                answered = 0;
             }
 
             if batch_full {
