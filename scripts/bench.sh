@@ -110,13 +110,7 @@ cleanup() {
     wait "$RUNNER_PID" 2>/dev/null || true
   fi
   for t in "${!MNT[@]}"; do stop_target "$t"; done
-  local left
-  left=$(awk -v w="$WORK/" 'index($2, w) == 1' /proc/mounts)
-  if [[ -n $left ]]; then
-    echo "bench.sh: WARNING: mounts left under $WORK: $left" >&2
-  else
-    rm -rf "$WORK"
-  fi
+  remove_work_dir "$WORK" bench.sh || true
   exit "$rc"
 }
 trap cleanup EXIT

@@ -1,13 +1,18 @@
 //! The kernel gives arsyncfs the big requests it asks for: 1 MiB writes and 1 MiB direct reads
 //! (max_write and max_pages), as counted by the daemon and logged when the session ends.
 
+#[path = "common/integrity_model.rs"]
+mod integrity_model;
 #[path = "common/mount.rs"]
 mod mount;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
+use integrity_model::AlignedBuf;
 use mount::{Mounted, Signal};
 
 fn logged_value(log: &str, field: &str) -> u64 {
@@ -29,14 +34,7 @@ fn kernel_sends_one_mib_requests() {
     let mut m = Mounted::with_args(&["-v"]);
     let path = m.mountpoint().join("big");
     let data: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    f.write_all(&data).unwrap();
-    drop(f);
+    std::fs::write(&path, &data).unwrap();
 
     // An O_DIRECT read of 4 MiB into aligned memory: the kernel splits it by max_pages only.
     let f = OpenOptions::new()
@@ -44,11 +42,12 @@ fn kernel_sends_one_mib_requests() {
         .custom_flags(libc::O_DIRECT)
         .open(&path)
         .unwrap();
-    let mut buf = vec![0u8; (4 << 20) + 4096];
-    let off = buf.as_ptr().align_offset(4096);
-    let window = &mut buf[off..off + (4 << 20)];
-    f.read_exact_at(window, 0).unwrap();
-    assert!(window == &data[..], "O_DIRECT read returned other bytes");
+    let mut buf = AlignedBuf::new(4 << 20, 4096);
+    f.read_exact_at(buf.as_mut_slice(), 0).unwrap();
+    assert!(
+        buf.as_slice() == &data[..],
+        "O_DIRECT read returned other bytes"
+    );
     drop(f);
 
     m.signal(Signal::TERM);
@@ -105,12 +104,7 @@ fn buffered_writes_go_where_configured() {
         let mut m = Mounted::with_args(args);
         let path = m.mountpoint().join("w");
         let data: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 253) as u8).collect();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let mut f = std::fs::File::create(&path).unwrap();
         // 16 buffered writes of 4 KiB, each its own request (no writeback cache).
         for chunk in data[..16 << 12].chunks(4096) {
             f.write_all(chunk).unwrap();
@@ -122,10 +116,9 @@ fn buffered_writes_go_where_configured() {
             .custom_flags(libc::O_DIRECT)
             .open(&path)
             .unwrap();
-        let mut buf = vec![0u8; (1 << 20) + 4096];
-        let off = buf.as_ptr().align_offset(4096);
-        buf[off..off + (1 << 20)].copy_from_slice(&data);
-        f.write_all_at(&buf[off..off + (1 << 20)], 1 << 20).unwrap();
+        let mut buf = AlignedBuf::new(1 << 20, 4096);
+        buf.as_mut_slice().copy_from_slice(&data);
+        f.write_all_at(buf.as_slice(), 1 << 20).unwrap();
         drop(f);
 
         let backing = std::fs::read(m.backing().join("w")).unwrap();
@@ -216,17 +209,9 @@ fn buffered_write_on_a_full_backing_is_short_then_enospc() {
     let path = m.mountpoint().join("full");
     let data: Vec<u8> = (0..256 << 10).map(|i| (i % 249) as u8).collect();
     let mut f = std::fs::File::create(&path).unwrap();
-    let first = f.write(&data);
-    let n = match first {
-        Ok(n) => {
-            assert!(n > 0 && n < data.len(), "short write expected, wrote {n}");
-            n
-        }
-        Err(e) => {
-            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
-            0
-        }
-    };
+    // The tmpfs is empty, so the first 64 KiB fit.
+    let n = f.write(&data).unwrap();
+    assert!(n > 0 && n < data.len(), "short write expected, wrote {n}");
     let e = f.write(&data[n..]).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     drop(f);

@@ -42,11 +42,7 @@ cleanup() {
   local rc=$? t
   trap - EXIT INT TERM
   for t in "${!MNT[@]}"; do stop_mount "${MNT[$t]}" "${PID[$t]}" "${CONN[$t]}" || true; done
-  if awk -v w="$WORK/" 'index($2, w) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
-    echo "compare.sh: WARNING: mounts left under $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
+  remove_work_dir "$WORK" compare.sh || true
   exit "$rc"
 }
 trap cleanup EXIT

@@ -5,6 +5,18 @@
 # Whether MNT is a mount point now.
 is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
 
+# remove_work_dir DIR WHO: removes the scratch directory DIR, unless something is still mounted under
+# it (then WHO warns and leaves it, so that rm -rf cannot reach into a mount).
+remove_work_dir() {
+  local dir=$1 who=$2 left
+  left=$(awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts)
+  if [[ -n $left ]]; then
+    echo "$who: WARNING: mounts left under $dir: $left" >&2
+    return 1
+  fi
+  rm -rf "$dir"
+}
+
 # The FUSE connection id (/sys/fs/fuse/connections/ID) of the mount at MNT.
 fuse_conn() { awk -v m="$1" '$5 == m { split($3, d, ":"); print d[2] }' /proc/self/mountinfo; }
 

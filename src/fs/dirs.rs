@@ -109,37 +109,32 @@ impl PassthroughFs {
     ) {
         let ttl: Duration = self.config.entry_timeout;
         let filled = self.fill_reply(fh, offset, |e| {
-            if e.is_dot_or_dotdot() {
-                let attr = dot_attr(e.ino);
-                let full = reply.add(
-                    INodeNo(e.ino),
-                    e.next_offset,
-                    &e.name,
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                );
-                return if full { Fill::Full } else { Fill::Added };
-            }
-            // Each entry handed out with attributes counts as a lookup, exactly like lookup().
-            let Ok((id, st)) = self.lookup_child(ino, &e.name) else {
-                // Removed since it was listed: skip it, as a fresh listing would.
-                return Fill::Skipped;
+            let (id, attr, looked_up) = if e.is_dot_or_dotdot() {
+                (e.ino, dot_attr(e.ino), false)
+            } else {
+                // Each entry handed out with attributes counts as a lookup, exactly like lookup().
+                let Ok((id, st)) = self.lookup_child(ino, &e.name) else {
+                    // Removed since it was listed: skip it, as a fresh listing would.
+                    return Fill::Skipped;
+                };
+                (id, file_attr(id, &st), true)
             };
-            let attr = file_attr(id, &st);
-            if reply.add(
+            let full = reply.add(
                 INodeNo(id),
                 e.next_offset,
                 &e.name,
                 &ttl,
                 &attr,
                 Generation(0),
-            ) {
-                // Not sent, so the kernel will never forget it: undo the lookup.
-                self.inodes.forget(id, 1);
-                Fill::Full
-            } else {
+            );
+            if !full {
                 Fill::Added
+            } else {
+                if looked_up {
+                    // Not sent, so the kernel will never forget it: undo the lookup.
+                    self.inodes.forget(id, 1);
+                }
+                Fill::Full
             }
         });
         match filled {
