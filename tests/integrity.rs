@@ -4,7 +4,7 @@
 //! Operations: buffered pwrite and pread (every read checked against the model), reads through a
 //! fresh descriptor, ftruncate (shrink and grow), fallocate (allocate, KEEP_SIZE, PUNCH_HOLE,
 //! ZERO_RANGE with and without KEEP_SIZE), writes through a shared mapping (mmap, store, msync,
-//! munmap), O_DIRECT aligned reads and writes on a second descriptor opened with O_DIRECT, and
+//! munmap; mapped from the buffered descriptor and from the O_DIRECT one), O_DIRECT aligned reads and writes on a second descriptor opened with O_DIRECT, and
 //! fdatasync. Every CHECK_EVERY operations and at the end, the whole file is compared with the
 //! model through the view and in the backing file (after fdatasync, so the comparison holds with
 //! the writeback cache too), sizes included.
@@ -143,6 +143,7 @@ enum Op {
     Truncate,
     Fallocate(Falloc),
     MmapWrite,
+    MmapWriteDirect,
     DirectRead,
     DirectWrite,
     Fdatasync,
@@ -159,7 +160,8 @@ const MIX: &[(Op, u64)] = &[
     (Op::Fallocate(Falloc::PunchHole), 4),
     (Op::Fallocate(Falloc::ZeroRange), 2),
     (Op::Fallocate(Falloc::ZeroRangeKeepSize), 2),
-    (Op::MmapWrite, 8),
+    (Op::MmapWrite, 6),
+    (Op::MmapWriteDirect, 4),
     (Op::DirectRead, 14),
     (Op::DirectWrite, 14),
     (Op::Fdatasync, 1),
@@ -365,22 +367,8 @@ impl Exerciser {
                 self.io(&format!("fallocate {mode:?}"), r.map_err(Into::into));
                 self.model.fallocate(mode, off, len);
             }
-            Op::MmapWrite => {
-                let size = self.model.len();
-                if size == 0 {
-                    self.note("mmap write skipped: empty file".into());
-                    return;
-                }
-                let off = self.rng.below(size);
-                let len = self.rng.range(1, (size - off).min(64 << 10));
-                let data = self.rng.bytes(len as usize);
-                self.note(format!("mmap write off {off} len {len} (map {size})"));
-                let mut map = self.io("mmap", Mapping::new(&self.file, size as usize));
-                map.bytes()[off as usize..(off + len) as usize].copy_from_slice(&data);
-                self.io("msync", map.msync());
-                drop(map);
-                self.model.write(off, &data);
-            }
+            Op::MmapWrite => self.mmap_write(false),
+            Op::MmapWriteDirect => self.mmap_write(true),
             Op::DirectRead => {
                 let (off, len) = self.aligned_range();
                 self.note(format!("O_DIRECT pread off {off} len {len}"));
@@ -414,6 +402,29 @@ impl Exerciser {
                 self.io("fdatasync", self.file.sync_data());
             }
         }
+    }
+
+    /// Stores random bytes through a shared mapping of the file, made from the buffered descriptor
+    /// or (`direct`) the O_DIRECT one: the kernel then writes the pages back through that handle,
+    /// the last partial page included, neither aligned nor meant to bypass the cache.
+    fn mmap_write(&mut self, direct: bool) {
+        let size = self.model.len();
+        if size == 0 {
+            self.note("mmap write skipped: empty file".into());
+            return;
+        }
+        let off = self.rng.below(size);
+        let len = self.rng.range(1, (size - off).min(64 << 10));
+        let data = self.rng.bytes(len as usize);
+        self.note(format!(
+            "mmap write off {off} len {len} (map {size}, direct {direct})"
+        ));
+        let f = if direct { &self.direct } else { &self.file };
+        let mut map = self.io("mmap", Mapping::new(f, size as usize));
+        map.bytes()[off as usize..(off + len) as usize].copy_from_slice(&data);
+        self.io("msync", map.msync());
+        drop(map);
+        self.model.write(off, &data);
     }
 
     /// The whole file, through the view and in the backing file, against the model.

@@ -119,6 +119,8 @@ creds_tests!(
     setid_cleared_on_write,
     setgid_nogx_cleared_for_non_member,
     setid_cleared_on_open_trunc,
+    setid_cleared_by_every_change,
+    setgid_cleared_by_acl_of_non_member,
     sticky_directory,
     acl_denies_user,
     default_acl_overrides_umask,
@@ -203,6 +205,40 @@ def run(op, a):
             os.write(fd, a[1].encode())
         finally:
             os.close(fd)
+        return ''
+    if op == 'pwrite':
+        fd = os.open(a[0], os.O_WRONLY)
+        try:
+            os.pwrite(fd, a[1].encode(), 0)
+        finally:
+            os.close(fd)
+        return ''
+    if op == 'pwrite_direct':
+        import mmap
+        buf = mmap.mmap(-1, 4096)
+        buf.write(a[1].encode() * (4096 // len(a[1])))
+        fd = os.open(a[0], os.O_WRONLY | os.O_DIRECT)
+        try:
+            os.pwrite(fd, buf, 0)
+        finally:
+            os.close(fd)
+        return ''
+    if op == 'fallocate':
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(a[0], os.O_WRONLY)
+        try:
+            if libc.fallocate(fd, int(a[1]), ctypes.c_long(int(a[2])), ctypes.c_long(int(a[3]))) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+        finally:
+            os.close(fd)
+        return ''
+    if op == 'setfacl':
+        import subprocess
+        r = subprocess.run(['setfacl', '-m', a[1], a[0]], capture_output=True)
+        if r.returncode != 0:
+            raise OSError(errno.EPERM, r.stderr.decode())
         return ''
     if op == 'open_trunc':
         os.close(os.open(a[0], os.O_WRONLY | os.O_TRUNC)); return ''
@@ -648,6 +684,77 @@ fn setid_cleared_on_open_trunc(env: &Env) {
     assert_eq!(fs::read(env.b("work/mine")).unwrap(), b"");
     assert_owner_mode(env, "work/t", 0, 0, libc::S_IFREG | 0o777);
     assert_owner_mode(env, "work/mine", a.uid, a.gid, libc::S_IFREG | 0o755);
+}
+
+/// Every way an unprivileged user changes a root-owned 06666 file clears both bits (the user is not
+/// in the file's group), and the mode seen through the view says so at once, also when the kernel
+/// had the old mode cached: buffered and O_DIRECT writes, fallocate in each mode, truncate.
+fn setid_cleared_by_every_change(env: &Env) {
+    let a = user_a();
+    root_dir(env, "work", 0o777);
+    let page = vec![b'x'; 8192];
+    let ops = [
+        ("pwrite", "pwrite|{}|buffered".to_owned()),
+        ("direct", "pwrite_direct|{}|dio!".to_owned()),
+        ("alloc", format!("fallocate|{{}}|0|0|{}", 16384)),
+        (
+            "keep",
+            format!("fallocate|{{}}|{}|0|16384", libc::FALLOC_FL_KEEP_SIZE),
+        ),
+        (
+            "punch",
+            format!(
+                "fallocate|{{}}|{}|0|4096",
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+            ),
+        ),
+        (
+            "zero",
+            format!("fallocate|{{}}|{}|0|4096", libc::FALLOC_FL_ZERO_RANGE),
+        ),
+        ("trunc", "truncate|{}|3".to_owned()),
+    ];
+    for (name, _) in &ops {
+        let rel = format!("work/{name}");
+        root_file(env, &rel, &page, 0o6666);
+        // Through the view, so the kernel caches the mode with both bits.
+        assert_owner_mode(env, &rel, 0, 0, libc::S_IFREG | 0o6666);
+    }
+    for (name, op) in &ops {
+        let rel = format!("work/{name}");
+        let path = env.vs(&rel);
+        let r = run_as(a, &[op.replace("{}", &path), format!("stat|{path}")]);
+        assert_ok(&r[0], name);
+        assert_eq!(
+            r[1], "ok 0 0 100666",
+            "{name}: the mode the user sees after its change"
+        );
+        assert_owner_mode(env, &rel, 0, 0, libc::S_IFREG | 0o666);
+    }
+    assert_eq!(&fs::read(env.b("work/pwrite")).unwrap()[..8], b"buffered");
+    assert_eq!(&fs::read(env.b("work/direct")).unwrap()[..4], b"dio!");
+    assert_eq!(fs::metadata(env.b("work/alloc")).unwrap().len(), 16384);
+    assert_eq!(&fs::read(env.b("work/punch")).unwrap()[..4], &[0; 4]);
+    assert_eq!(&fs::read(env.b("work/zero")).unwrap()[..4], &[0; 4]);
+}
+
+/// Setting an access ACL clears set-group-ID when the caller (here the file's owner) is not in the
+/// file's group (Linux's posix_acl_update_mode), and keeps it when the caller is.
+fn setgid_cleared_by_acl_of_non_member(env: &Env) {
+    let a = user_a();
+    root_dir(env, "work", 0o777);
+    for (name, gid) in [("other", OTHER_GID), ("member", a.gid)] {
+        let rel = format!("work/{name}");
+        root_file(env, &rel, b"data", 0o644);
+        chown(env.v(&rel), Some(a.uid), Some(gid)).unwrap();
+        chmod(&env.v(&rel), 0o2775);
+        assert_owner_mode(env, &rel, a.uid, gid, libc::S_IFREG | 0o2775);
+        let r = one(a, format!("setfacl|{}|u:root:r", env.vs(&rel)));
+        assert_ok(&r, &format!("setfacl on {name}"));
+    }
+    assert_owner_mode(env, "work/other", a.uid, OTHER_GID, libc::S_IFREG | 0o775);
+    assert_owner_mode(env, "work/member", a.uid, a.gid, libc::S_IFREG | 0o2775);
+    assert_eq!(getfacl(&env.v("work/other")), getfacl(&env.b("work/other")));
 }
 
 /// The rule of Linux >= 6.2 (setattr_should_drop_sgid): a write or truncate by a user who is not in

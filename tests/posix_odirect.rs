@@ -33,6 +33,7 @@ fs_tests!(
     fio_io_uring,
     unaligned_same_as_backing,
     direct_and_buffered_agree,
+    no_stale_pages_after_async_direct_writes,
 );
 
 const KIB: usize = 1024;
@@ -373,4 +374,92 @@ mod flush_with_direct_open {
         flush_with_direct_open(m.mountpoint(), m.backing());
         m.unmount();
     }
+}
+
+/// How long the reader/writer race runs: 20 s, or ARSYNCFS_RACE_SECS.
+fn race_secs() -> u64 {
+    std::env::var("ARSYNCFS_RACE_SECS")
+        .ok()
+        .map(|v| v.parse().expect("ARSYNCFS_RACE_SECS: a number of seconds"))
+        .unwrap_or(20)
+}
+
+/// Writes all of `buf` at offset 0 of `direct` with one asynchronous io_uring write and waits for
+/// it: the kernel's asynchronous O_DIRECT path, where it drops no cached pages after the write.
+fn async_direct_write(ring: &mut io_uring::IoUring, direct: &File, buf: &AlignedBuf) -> i32 {
+    use std::os::fd::AsRawFd;
+    let sqe = io_uring::opcode::Write::new(
+        io_uring::types::Fd(direct.as_raw_fd()),
+        buf.as_slice().as_ptr(),
+        buf.len() as u32,
+    )
+    .offset(0)
+    .build();
+    // SAFETY: the buffer and the descriptor outlive the operation: we wait for its completion
+    // before returning.
+    unsafe { ring.submission().push(&sqe).expect("submission queue full") };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    ring.completion().next().expect("a completion").result()
+}
+
+/// Two readers loop buffered reads of a 640 KiB file through fresh descriptors while a writer
+/// cycles byte patterns through it with asynchronous O_DIRECT writes and reads each one back
+/// buffered: the read-back must always see the pattern just written, never the one before it
+/// (the FUSE page cache keeps the old bytes unless the daemon invalidates them).
+fn no_stale_pages_after_async_direct_writes(env: &Env) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    require_odirect(env);
+    const LEN: usize = 640 * KIB;
+    let path = env.v("race");
+    fs::write(&path, vec![0u8; LEN]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (path, stop, reads) = (path.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; LEN];
+                while !stop.load(Ordering::Relaxed) {
+                    let f = File::open(&path).unwrap();
+                    f.read_exact_at(&mut buf, 0).unwrap();
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let direct = open_direct(&path, true);
+    let mut ring = io_uring::IoUring::new(4).expect("io_uring");
+    let mut buf = AlignedBuf::new(LEN, 4096);
+    let deadline = Instant::now() + Duration::from_secs(race_secs());
+    let mut cycles = 0u64;
+    let mut stale = None;
+    while Instant::now() < deadline && stale.is_none() {
+        let pattern = (cycles % 251) as u8 + 1;
+        buf.as_mut_slice().fill(pattern);
+        let n = async_direct_write(&mut ring, &direct, &buf);
+        assert_eq!(n, LEN as i32, "O_DIRECT write of pattern {pattern}");
+        let back = fs::read(&path).unwrap();
+        if let Some(i) = back.iter().position(|&b| b != pattern) {
+            stale = Some((pattern, i, back[i]));
+        }
+        cycles += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    if let Some((pattern, i, got)) = stale {
+        panic!(
+            "stale data from a buffered read after cycle {cycles}: byte {i} is {got}, the \
+             pattern just written is {pattern}"
+        );
+    }
+    let reads = reads.load(Ordering::Relaxed);
+    eprintln!("{cycles} write/read-back cycles against {reads} concurrent whole-file reads");
+    assert!(
+        cycles > 10 && reads > 10,
+        "the race barely ran: {cycles} cycles, {reads} reads"
+    );
 }

@@ -74,6 +74,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
     }
 
     let config = settings.fuser_config(&paths.backing);
+    let kernel_cache = fs.kernel_cache();
     // Returns once the kernel's INIT has been answered: the mount is live.
     let session = match fuser::spawn_mount(fs, &paths.mountpoint, &config) {
         Ok(s) => s,
@@ -85,6 +86,8 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
             ));
         }
     };
+    kernel_cache.connect(session.notifier());
+    drop(kernel_cache);
     let ours = mountinfo::find(&paths.mountpoint).ok().flatten();
     tracing::info!(
         backing = %paths.backing.display(),

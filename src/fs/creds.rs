@@ -18,6 +18,7 @@ use super::{OpResult, PassthroughFs, errno, proc_path};
 pub(super) struct Caller {
     pub uid: u32,
     pub gid: u32,
+    pub pid: u32,
     pub umask: u32,
 }
 
@@ -26,9 +27,29 @@ impl Caller {
         Caller {
             uid: req.uid(),
             gid: req.gid(),
+            pid: req.pid(),
             umask,
         }
     }
+}
+
+/// Whether the process `pid`, of primary group `gid`, is a member of group `group`: its primary
+/// group, or one of its supplementary groups (read from procfs; a process that is gone counts with
+/// its primary group only).
+pub(super) fn in_group(pid: u32, gid: u32, group: u32) -> bool {
+    gid == group
+        || std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|status| supplementary_groups(&status).any(|g| g == group))
+}
+
+/// The `Groups:` line of a /proc/PID/status text.
+fn supplementary_groups(status: &str) -> impl Iterator<Item = u32> + '_ {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
 }
 
 fn has_default_acl(dir: &OwnedFd) -> bool {
@@ -96,6 +117,27 @@ impl PassthroughFs {
 mod tests {
     use super::*;
     use rustix::fs::OFlags;
+
+    #[test]
+    fn groups_from_status() {
+        let status = "Name:\tx\nGid:\t5\t5\t5\t5\nGroups:\t4 24 27 \nNgid:\t0\n";
+        assert_eq!(
+            supplementary_groups(status).collect::<Vec<_>>(),
+            [4, 24, 27]
+        );
+        assert_eq!(supplementary_groups("Groups:\n").count(), 0);
+        assert_eq!(supplementary_groups("").count(), 0);
+        assert!(in_group(0, 5, 5), "primary group");
+        let me = std::process::id();
+        let mine = std::fs::read_to_string(format!("/proc/{me}/status")).unwrap();
+        for g in supplementary_groups(&mine) {
+            assert!(in_group(me, u32::MAX, g));
+        }
+        assert!(
+            !in_group(u32::MAX, 5, 6),
+            "no such process: primary group only"
+        );
+    }
 
     #[test]
     fn default_acl_is_detected() {

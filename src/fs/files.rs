@@ -13,8 +13,9 @@ use fuser::{Errno, FopenFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
 use super::creds::Caller;
-use super::handles::{Handle, OpenFile};
+use super::handles::{Handle, OpenFile, WriteTarget};
 use super::inodes::DataStamp;
+use super::replies::WriteReply;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
 impl PassthroughFs {
@@ -75,7 +76,7 @@ impl PassthroughFs {
         )
         .map_err(errno)?;
         if flags & libc::O_TRUNC != 0 && caller.0 != 0 {
-            super::killpriv::kill_suid_sgid(&file, caller.1)?;
+            self.kill_suid_sgid(ino, &file, caller.1)?;
         }
         let mut fopen = self.fopen_flags();
         if self.config.keep_cache && self.stamp_unchanged(ino, &file) {
@@ -86,7 +87,7 @@ impl PassthroughFs {
             // docs/semantics.md): spare every close(2) a FLUSH round trip.
             fopen |= FopenFlags::FOPEN_NOFLUSH;
         }
-        Ok((self.register_open(file, flags)?, fopen))
+        Ok((self.register_open(ino, file, flags), fopen))
     }
 
     pub(super) fn op_create(
@@ -160,28 +161,58 @@ impl PassthroughFs {
                 return Err(e);
             }
         };
-        Ok((id, st, self.register_open(file, flags)?, self.fopen_flags()))
+        Ok((
+            id,
+            st,
+            self.register_open(id, file, flags),
+            self.fopen_flags(),
+        ))
     }
 
-    /// Registers a backing file opened with the kernel's `flags` as a new handle.
-    fn register_open(&self, file: OwnedFd, flags: i32) -> OpResult<u64> {
-        // Under writeback an O_DIRECT handle also needs the same file opened without O_DIRECT,
-        // for the kernel's cached writes (see handles::OpenFile).
-        let cached_writes = if self.writeback.load(Ordering::Relaxed) && flags & libc::O_DIRECT != 0
-        {
-            let twin_flags = self.backing_open_flags(flags & !(libc::O_DIRECT | libc::O_TRUNC));
-            let twin = rustix::fs::open(proc_path(&file).as_str(), twin_flags, Mode::empty())
+    /// Registers a backing file of node `ino`, opened with the kernel's `flags`, as a new handle.
+    fn register_open(&self, ino: u64, file: OwnedFd, flags: i32) -> u64 {
+        let direct = flags & libc::O_DIRECT != 0;
+        if !direct {
+            self.cache.users.opened(ino);
+        }
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        self.handles.insert(Handle::File(OpenFile::new(
+            File::from(file),
+            writable,
+            direct,
+        )))
+    }
+
+    /// Clears the set-id bits (and capabilities) of `file`, node `ino`, for a change by an
+    /// unprivileged caller of group `gid`, and makes the kernel forget the mode it cached.
+    fn kill_suid_sgid(&self, ino: u64, file: &impl AsFd, gid: u32) -> OpResult<()> {
+        if super::killpriv::kill_suid_sgid(file, gid)? {
+            self.cache.attributes(ino);
+        }
+        Ok(())
+    }
+
+    /// Where a write through `fh` goes, and whether that descriptor is O_DIRECT.
+    fn write_target(&self, fh: u64, from_cache: bool) -> OpResult<(Arc<File>, bool)> {
+        match self.handles.file_for_write(fh, from_cache) {
+            None => Err(Errno::EBADF),
+            Some(WriteTarget::Ready { file, direct }) => Ok((file, direct)),
+            Some(WriteTarget::NeedsTwin { file, slot }) => {
+                // The same file without O_DIRECT (nor O_APPEND: these writes are positioned).
+                let access = rustix::fs::fcntl_getfl(&*file).map_err(errno)? & OFlags::RWMODE;
+                let twin = rustix::fs::open(
+                    proc_path(&*file).as_str(),
+                    access | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
                 .map_err(errno)?;
-            Some(Arc::new(File::from(twin)))
-        } else {
-            None
-        };
-        Ok(self.handles.insert(Handle::File(OpenFile {
-            file: Arc::new(File::from(file)),
-            writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
-            direct: flags & libc::O_DIRECT != 0,
-            cached_writes,
-        })))
+                // Two threads may race here: the first twin stored wins, the other is closed.
+                Ok((
+                    slot.get_or_init(|| Arc::new(File::from(twin))).clone(),
+                    false,
+                ))
+            }
+        }
     }
 
     fn file(&self, fh: u64) -> OpResult<Arc<File>> {
@@ -196,8 +227,10 @@ impl PassthroughFs {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn op_write(
         &self,
+        ino: u64,
         fh: u64,
         offset: u64,
         data: &[u8],
@@ -206,19 +239,26 @@ impl PassthroughFs {
         reply: fuser::ReplyWrite,
     ) {
         self.stats.write(data.len() as u64);
-        let Some((file, direct)) = self.handles.file_for_write(fh, from_cache) else {
-            return reply.error(Errno::EBADF);
+        let (file, direct) = match self.write_target(fh, from_cache) {
+            Ok(target) => target,
+            Err(e) => return reply.error(e),
         };
         if let Some(gid) = kill_suidgid_for
-            && let Err(e) = super::killpriv::kill_suid_sgid(&*file, gid)
+            && let Err(e) = self.kill_suid_sgid(ino, &*file, gid)
         {
             return reply.error(e);
         }
         // The kernel's writeback flushes (`from_cache`) come many at once and must fail whole when
         // they cannot be written (the kernel keeps only the error of a flush, not a short count):
         // the reactor does both.
-        if direct || from_cache || self.config.buffered_writes == BufferedWrites::Reactor {
+        if direct {
+            let reply = WriteReply::direct(reply, self.cache.clone(), ino, offset);
             return self.reactor.write(file, offset, data, reply);
+        }
+        if from_cache || self.config.buffered_writes == BufferedWrites::Reactor {
+            return self
+                .reactor
+                .write(file, offset, data, WriteReply::plain(reply));
         }
         // Any other buffered write is written here, on the session thread, like a plain pwrite(2):
         // the kernel sends a file's buffered writes one at a time, so the reactor has nothing to
@@ -253,7 +293,10 @@ impl PassthroughFs {
                 if self.config.keep_cache && open.writable {
                     self.stamp_unchanged(ino, &*open.file);
                 }
-                drop(open.cached_writes);
+                if !open.direct {
+                    self.cache.users.closed(ino);
+                }
+                drop(open.buffered_twin);
                 self.reactor.close(open.file, reply)
             }
             Some(Handle::Dir(_)) | None => reply.error(Errno::EBADF),
@@ -267,21 +310,33 @@ impl PassthroughFs {
         }
     }
 
+    /// fallocate(2) for a caller of `caller` = (uid, gid): any mode changes the file's contents or
+    /// its allocation, so an unprivileged caller clears the set-id bits as a write does (Linux's
+    /// file_modified on a local filesystem).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn op_fallocate(
         &self,
+        ino: u64,
         fh: u64,
         offset: u64,
         len: u64,
         mode: i32,
+        caller: (u32, u32),
         reply: fuser::ReplyEmpty,
     ) {
         if let Err(e) = self.check_writable() {
             return reply.error(e);
         }
-        match self.file(fh) {
-            Ok(file) => self.reactor.fallocate(file, mode, offset, len, reply),
-            Err(e) => reply.error(e),
+        let file = match self.file(fh) {
+            Ok(file) => file,
+            Err(e) => return reply.error(e),
+        };
+        if caller.0 != 0
+            && let Err(e) = self.kill_suid_sgid(ino, &*file, caller.1)
+        {
+            return reply.error(e);
         }
+        self.reactor.fallocate(file, mode, offset, len, reply)
     }
 
     pub(super) fn op_lseek(&self, fh: u64, offset: i64, whence: i32) -> OpResult<i64> {

@@ -257,7 +257,7 @@ impl fuser::Filesystem for PassthroughFs {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -273,7 +273,7 @@ impl fuser::Filesystem for PassthroughFs {
             .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
             .then_some(req.gid());
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        self.op_write(fh.0, offset, data, kill, from_cache, reply);
+        self.op_write(ino.0, fh.0, offset, data, kill, from_cache, reply);
     }
 
     fn flush(
@@ -380,7 +380,7 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -388,7 +388,10 @@ impl fuser::Filesystem for PassthroughFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.op_setxattr(ino.0, name, value, flags));
+        reply_empty(
+            reply,
+            self.op_setxattr(ino.0, name, value, flags, &Caller::of(req, 0)),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -434,15 +437,23 @@ impl fuser::Filesystem for PassthroughFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.op_fallocate(fh.0, offset, length, mode, reply);
+        self.op_fallocate(
+            ino.0,
+            fh.0,
+            offset,
+            length,
+            mode,
+            (req.uid(), req.gid()),
+            reply,
+        );
     }
 
     fn lseek(

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::dirstream::DirStream;
 
@@ -20,10 +20,34 @@ pub struct OpenFile {
     pub writable: bool,
     /// `file` was opened with O_DIRECT: its writes bypass the backing page cache.
     pub direct: bool,
-    /// With the writeback cache, the kernel may flush any file's cached pages through any writable
-    /// handle of it, an O_DIRECT one included. Those writes are neither aligned nor meant to bypass
-    /// the cache, so an O_DIRECT handle keeps a second, buffered descriptor for them.
-    pub cached_writes: Option<Arc<File>>,
+    /// For an O_DIRECT handle: the same file opened without O_DIRECT, for the writes the kernel
+    /// flushes from its page cache through this handle (the writeback cache's, and a shared
+    /// mapping's: mmap works on O_DIRECT descriptors too). Those writes are neither aligned nor
+    /// meant to bypass the cache. Opened at the first such write.
+    pub buffered_twin: Arc<OnceLock<Arc<File>>>,
+}
+
+impl OpenFile {
+    pub fn new(file: File, writable: bool, direct: bool) -> Self {
+        OpenFile {
+            file: Arc::new(file),
+            writable,
+            direct,
+            buffered_twin: Arc::default(),
+        }
+    }
+}
+
+/// The descriptor a write goes to.
+pub enum WriteTarget {
+    /// This descriptor; `direct`: it is O_DIRECT.
+    Ready { file: Arc<File>, direct: bool },
+    /// A write from the kernel's page cache through an O_DIRECT handle whose buffered twin is not
+    /// open yet: the caller opens it (outside the table's lock) and puts it in `slot`.
+    NeedsTwin {
+        file: Arc<File>,
+        slot: Arc<OnceLock<Arc<File>>>,
+    },
 }
 
 pub struct HandleTable {
@@ -69,17 +93,29 @@ impl HandleTable {
         })
     }
 
-    /// The descriptor for a write through `fh` (`from_cache`: one the kernel flushes from its page
-    /// cache), and whether that descriptor is O_DIRECT.
-    pub fn file_for_write(&self, fh: u64, from_cache: bool) -> Option<(Arc<File>, bool)> {
+    /// Where a write through `fh` goes (`from_cache`: one the kernel flushes from its page cache).
+    pub fn file_for_write(&self, fh: u64, from_cache: bool) -> Option<WriteTarget> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        match map.get(&fh)? {
-            Handle::File(f) => match &f.cached_writes {
-                Some(buffered) if from_cache => Some((buffered.clone(), false)),
-                _ => Some((f.file.clone(), f.direct)),
-            },
-            Handle::Dir(_) => None,
-        }
+        let Handle::File(f) = map.get(&fh)? else {
+            return None;
+        };
+        Some(if from_cache && f.direct {
+            match f.buffered_twin.get() {
+                Some(twin) => WriteTarget::Ready {
+                    file: twin.clone(),
+                    direct: false,
+                },
+                None => WriteTarget::NeedsTwin {
+                    file: f.file.clone(),
+                    slot: f.buffered_twin.clone(),
+                },
+            }
+        } else {
+            WriteTarget::Ready {
+                file: f.file.clone(),
+                direct: f.direct,
+            }
+        })
     }
 
     /// The directory stream behind `fh`, if it is one.
@@ -111,34 +147,45 @@ impl HandleTable {
 mod tests {
     use super::*;
 
+    fn ready(t: WriteTarget) -> (Arc<File>, bool) {
+        match t {
+            WriteTarget::Ready { file, direct } => (file, direct),
+            WriteTarget::NeedsTwin { .. } => panic!("expected a ready descriptor"),
+        }
+    }
+
     #[test]
     fn insert_get_remove() {
         let t = HandleTable::default();
-        let a = t.insert(Handle::File(OpenFile {
-            file: Arc::new(File::open("/").unwrap()),
-            writable: false,
-            direct: false,
-            cached_writes: None,
-        }));
-        let b = t.insert(Handle::File(OpenFile {
-            file: Arc::new(File::open("/").unwrap()),
-            writable: true,
-            direct: true,
-            cached_writes: Some(Arc::new(File::open("/tmp").unwrap())),
-        }));
+        let a = t.insert(Handle::File(OpenFile::new(
+            File::open("/").unwrap(),
+            false,
+            false,
+        )));
+        let b = t.insert(Handle::File(OpenFile::new(
+            File::open("/").unwrap(),
+            true,
+            true,
+        )));
         assert_ne!(a, b);
         assert!(t.file(a).is_some());
         assert!(t.dir(a).is_none());
-        // An O_DIRECT handle writes directly through its own descriptor, and the kernel's cached
-        // writes through its buffered twin.
+        // An O_DIRECT handle writes directly through its own descriptor...
         let main = t.file(b).unwrap();
-        let (direct, is_direct) = t.file_for_write(b, false).unwrap();
+        let (direct, is_direct) = ready(t.file_for_write(b, false).unwrap());
         assert!(Arc::ptr_eq(&main, &direct) && is_direct);
-        let (cached, is_direct) = t.file_for_write(b, true).unwrap();
-        assert!(!Arc::ptr_eq(&main, &cached) && !is_direct);
+        // ...and the kernel's cached writes through a buffered twin, opened at the first one.
+        let Some(WriteTarget::NeedsTwin { file, slot }) = t.file_for_write(b, true) else {
+            panic!("the twin is opened on demand");
+        };
+        assert!(Arc::ptr_eq(&main, &file));
+        let twin = Arc::new(File::open("/tmp").unwrap());
+        slot.set(twin.clone()).unwrap();
+        let (cached, is_direct) = ready(t.file_for_write(b, true).unwrap());
+        assert!(Arc::ptr_eq(&twin, &cached) && !is_direct);
         // A buffered handle has one descriptor for both.
         for from_cache in [false, true] {
-            let (f, is_direct) = t.file_for_write(a, from_cache).unwrap();
+            let (f, is_direct) = ready(t.file_for_write(a, from_cache).unwrap());
             assert!(Arc::ptr_eq(&t.file(a).unwrap(), &f) && !is_direct);
         }
         assert!(t.remove(a).is_some());

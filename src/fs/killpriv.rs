@@ -26,10 +26,11 @@ pub fn bits_to_kill(mode: u32, in_group: bool) -> u32 {
 }
 
 /// Clears what a modification of `file` by an unprivileged caller of group `caller_gid` clears.
-pub fn kill_suid_sgid(file: impl AsFd, caller_gid: u32) -> OpResult<()> {
+/// Returns whether the mode changed (then the kernel's cached attributes are stale).
+pub fn kill_suid_sgid(file: impl AsFd, caller_gid: u32) -> OpResult<bool> {
     let st = rustix::fs::fstat(&file).map_err(errno)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Ok(());
+        return Ok(false);
     }
     let kill = bits_to_kill(st.st_mode, st.st_gid == caller_gid);
     if kill != 0 {
@@ -37,8 +38,10 @@ pub fn kill_suid_sgid(file: impl AsFd, caller_gid: u32) -> OpResult<()> {
         rustix::fs::fchmod(&file, mode).map_err(errno)?;
     }
     match rustix::fs::fremovexattr(&file, "security.capability") {
-        Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::OPNOTSUPP => Ok(()),
+        Ok(()) => Ok(kill != 0),
+        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::OPNOTSUPP => {
+            Ok(kill != 0)
+        }
         Err(e) => Err(errno(e)),
     }
 }
@@ -72,7 +75,8 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         rustix::fs::chmod(&p, Mode::from_raw_mode(0o6755)).unwrap();
         let f = std::fs::File::open(&p).unwrap();
-        kill_suid_sgid(&f, 0).unwrap();
+        assert!(kill_suid_sgid(&f, 0).unwrap(), "the mode changed");
+        assert!(!kill_suid_sgid(&f, 0).unwrap(), "nothing left to clear");
         let st = rustix::fs::fstat(&f).unwrap();
         assert_eq!(st.st_mode & 0o7777, 0o755);
     }

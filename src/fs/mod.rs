@@ -16,12 +16,14 @@ mod files;
 mod filesystem;
 mod handles;
 mod inodes;
+mod invalidate;
 mod killpriv;
 mod namespace;
 mod replies;
 mod stats;
 mod xattrs;
 
+pub use invalidate::KernelCache;
 pub use replies::FuseReplies;
 pub use stats::FsStatsSnapshot;
 
@@ -100,6 +102,8 @@ pub struct PassthroughFs {
     /// Whether the daemon can hand new objects to their creators (it runs as root).
     is_root: bool,
     stats: stats::FsStats,
+    /// What the kernel caches of files, and how to make it drop it.
+    cache: Arc<invalidate::KernelCache>,
 }
 
 /// Result of an operation: a value or the errno to answer.
@@ -176,7 +180,13 @@ impl PassthroughFs {
             writeback: std::sync::atomic::AtomicBool::new(false),
             is_root,
             stats: stats::FsStats::default(),
+            cache: Arc::new(invalidate::KernelCache::new()?),
         })
+    }
+
+    /// The kernel-cache connection, to [`connect`](KernelCache::connect) once the mount is up.
+    pub fn kernel_cache(&self) -> Arc<KernelCache> {
+        self.cache.clone()
     }
 
     /// The `O_PATH` descriptor of node `ino`.

@@ -1,7 +1,10 @@
 //! fuser's reply objects as reactor completions: the reactor answers the kernel directly.
 
 use std::io;
+use std::sync::Arc;
+use std::time::Instant;
 
+use super::invalidate::KernelCache;
 use crate::reactor::{Completions, DoneCompletion, ReadCompletion, WriteCompletion};
 
 /// Maps an I/O error to the errno FUSE sends back (EIO when the error has none).
@@ -18,11 +21,66 @@ impl ReadCompletion for fuser::ReplyData {
     }
 }
 
-impl WriteCompletion for fuser::ReplyWrite {
+/// The answer to a write the reactor makes.
+pub struct WriteReply {
+    reply: fuser::ReplyWrite,
+    direct: Option<DirectWrite>,
+}
+
+/// An O_DIRECT write: buffered reads of the file that raced with it may have cached the old bytes,
+/// so its range is invalidated before it is answered (see `invalidate`).
+struct DirectWrite {
+    cache: Arc<KernelCache>,
+    ino: u64,
+    offset: u64,
+    arrived: Instant,
+}
+
+impl WriteReply {
+    /// A write through the kernel's page cache, or one that bypasses no cache of the kernel.
+    pub fn plain(reply: fuser::ReplyWrite) -> Self {
+        WriteReply {
+            reply,
+            direct: None,
+        }
+    }
+
+    /// An O_DIRECT write of node `ino` at `offset`, arriving now.
+    pub fn direct(
+        reply: fuser::ReplyWrite,
+        cache: Arc<KernelCache>,
+        ino: u64,
+        offset: u64,
+    ) -> Self {
+        WriteReply {
+            reply,
+            direct: Some(DirectWrite {
+                cache,
+                ino,
+                offset,
+                arrived: Instant::now(),
+            }),
+        }
+    }
+}
+
+impl WriteCompletion for WriteReply {
     fn complete(self, result: io::Result<usize>) {
-        match result {
-            Ok(n) => self.written(n as u32),
-            Err(e) => self.error(errno_of(&e)),
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => return self.reply.error(errno_of(&e)),
+        };
+        match self.direct {
+            Some(d) if n > 0 && d.cache.users.may_have_raced(d.ino, d.arrived) => {
+                let reply = self.reply;
+                d.cache.pages_then(
+                    d.ino,
+                    d.offset,
+                    n as u64,
+                    Box::new(move || reply.written(n as u32)),
+                );
+            }
+            _ => self.reply.written(n as u32),
         }
     }
 }
@@ -41,6 +99,6 @@ pub struct FuseReplies;
 
 impl Completions for FuseReplies {
     type Read = fuser::ReplyData;
-    type Write = fuser::ReplyWrite;
+    type Write = WriteReply;
     type Done = fuser::ReplyEmpty;
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use rustix::fs::{AtFlags, XattrFlags};
 
+use super::creds::{Caller, in_group};
 use super::{OpResult, PassthroughFs, errno, key_of, proc_path};
 
 /// The answer to a get/list: the size when asked for it (size 0), else the bytes.
@@ -101,12 +102,15 @@ impl PassthroughFs {
         Ok(XattrReply::Data(buf))
     }
 
+    /// setxattr(2) for `caller`; the daemon sets it as root, so what the kernel does to the mode
+    /// for an unprivileged caller it does itself (see `kill_sgid_after_acl`).
     pub(super) fn op_setxattr(
         &self,
         ino: u64,
         name: &OsStr,
         value: &[u8],
         flags: i32,
+        caller: &Caller,
     ) -> OpResult<()> {
         self.check_writable()?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
@@ -116,7 +120,25 @@ impl PassthroughFs {
         } else {
             rustix::fs::setxattr(t.path.as_path(), name, value, flags)
         }
-        .map_err(errno)
+        .map_err(errno)?;
+        if name == "system.posix_acl_access" && !t.symlink && caller.uid != 0 {
+            self.kill_sgid_after_acl(ino, &t, caller)?;
+        }
+        Ok(())
+    }
+
+    /// Setting an access ACL clears the set-group-ID bit when the caller is neither in the file's
+    /// group nor privileged (Linux's posix_acl_update_mode). The kernel would tell us with
+    /// FUSE_SETXATTR_ACL_KILL_SGID, but fuser 0.18 cannot parse the extended setxattr request.
+    fn kill_sgid_after_acl(&self, ino: u64, t: &XattrTarget, caller: &Caller) -> OpResult<()> {
+        let st = rustix::fs::stat(t.path.as_path()).map_err(errno)?;
+        if st.st_mode & libc::S_ISGID == 0 || in_group(caller.pid, caller.gid, st.st_gid) {
+            return Ok(());
+        }
+        let mode = rustix::fs::Mode::from_raw_mode(st.st_mode & 0o7777 & !libc::S_ISGID);
+        rustix::fs::chmod(t.path.as_path(), mode).map_err(errno)?;
+        self.cache.attributes(ino);
+        Ok(())
     }
 
     pub(super) fn op_removexattr(&self, ino: u64, name: &OsStr) -> OpResult<()> {
