@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
-use super::options::{parse_buffered_writes, parse_count, parse_seconds, parse_size};
+use super::options::{
+    parse_buffered_writes, parse_count, parse_ring_entries, parse_seconds, parse_size,
+};
 use crate::fs::BufferedWrites;
 
 const ABOUT: &str =
@@ -97,8 +99,8 @@ pub struct Args {
     pub buffer_size: Option<usize>,
 
     /// Submission queue entries of the io_uring instance (1 to 32768). [default: 256]
-    #[arg(long, value_name = "N", value_parser = parse_count)]
-    pub ring_entries: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = parse_ring_entries)]
+    pub ring_entries: Option<u32>,
 
     /// Microseconds the reactor keeps looking for new work before it sleeps; a waking thread costs
     /// tens of microseconds on some virtual machines, a spinning one costs CPU. 0 sleeps at once.
