@@ -132,17 +132,16 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
             }
             Ok(())
         }
-        "buffers" | "buffer_size" | "ring_entries" | "spin_us" | "threads" | "attr_timeout"
-        | "entry_timeout" => {
+        "buffers" | "buffer_size" | "ring_entries" | "spin_us" | "threads" | "max_background"
+        | "attr_timeout" | "entry_timeout" => {
             let v =
                 value.ok_or_else(|| bad(opt, format!("'{key}' needs a value, e.g. {key}=N")))?;
             let with_key = |e: String| bad(opt, e);
             match key {
                 "buffers" => s.reactor.buffers = parse_count(v).map_err(with_key)?,
                 "buffer_size" => s.reactor.buffer_size = parse_size(v).map_err(with_key)?,
-                "ring_entries" => {
-                    s.reactor.ring_entries = parse_ring_entries(v).map_err(with_key)?
-                }
+                "ring_entries" => s.reactor.ring_entries = parse_count_as(v).map_err(with_key)?,
+                "max_background" => s.fs.max_background = parse_count_as(v).map_err(with_key)?,
                 "spin_us" => {
                     let us = v
                         .trim()
@@ -188,11 +187,10 @@ pub fn parse_count(v: &str) -> Result<usize, String> {
     }
 }
 
-/// A ring size: a positive count that fits io_uring's `u32` (the upper bound is checked with the
-/// other ranges).
-pub fn parse_ring_entries(v: &str) -> Result<u32, String> {
+/// A positive count that fits `T`: a `u32` ring size, a `u16` kernel limit.
+pub fn parse_count_as<T: TryFrom<usize>>(v: &str) -> Result<T, String> {
     let n = parse_count(v)?;
-    u32::try_from(n).map_err(|_| format!("'{v}' is too many ring entries"))
+    T::try_from(n).map_err(|_| format!("'{v}' is too large"))
 }
 
 /// A size in bytes: `4096`, `256K`, `1M`, `1MiB`, `2m`.
@@ -278,14 +276,15 @@ mod tests {
     #[test]
     fn own_options() {
         let s = applied(
-            "buffers=64,buffer_size=256K,ring_entries=512,spin_us=7,attr_timeout=0.5,\
-             entry_timeout=0,noclone_fd,allow_other,fsname=a\\,b,subtype=view",
+            "buffers=64,buffer_size=256K,ring_entries=512,spin_us=7,max_background=32,\
+             attr_timeout=0.5,entry_timeout=0,noclone_fd,allow_other,fsname=a\\,b,subtype=view",
         )
         .unwrap();
         assert_eq!(s.reactor.buffers, 64);
         assert_eq!(s.reactor.buffer_size, 256 * 1024);
         assert_eq!(s.reactor.ring_entries, 512);
         assert_eq!(s.reactor.spin, Duration::from_micros(7));
+        assert_eq!(s.fs.max_background, 32);
         assert_eq!(s.fs.attr_timeout, Duration::from_millis(500));
         assert_eq!(s.fs.entry_timeout, Duration::ZERO);
         assert!(!s.clone_fd);
@@ -336,7 +335,10 @@ mod tests {
         assert_eq!(parse_count("3"), Ok(3));
         assert!(parse_count("0").is_err());
         assert!(parse_count("-2").is_err());
-        assert_eq!(parse_ring_entries("512"), Ok(512));
-        assert!(parse_ring_entries("4294967296").is_err());
+        assert_eq!(parse_count_as::<u32>("512"), Ok(512));
+        assert!(parse_count_as::<u32>("4294967296").is_err());
+        assert_eq!(parse_count_as::<u16>("65535"), Ok(65535));
+        assert!(parse_count_as::<u16>("65536").is_err());
+        assert!(parse_count_as::<u16>("0").is_err());
     }
 }

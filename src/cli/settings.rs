@@ -123,6 +123,9 @@ impl Settings {
         if let Some(n) = args.threads {
             s.threads = n;
         }
+        if let Some(n) = args.max_background {
+            s.fs.max_background = n;
+        }
         if args.clone_fd {
             s.clone_fd = true;
         }
@@ -281,9 +284,10 @@ mod tests {
         assert!(c.mount_options.contains(&MountOption::RO));
     }
 
-    /// The help text writes the reactor's defaults out; they must be `ReactorConfig`'s.
+    /// The help text writes the reactor's and the filesystem's defaults out; they must be
+    /// `ReactorConfig`'s and `FsConfig`'s.
     #[test]
-    fn help_states_the_reactor_defaults() {
+    fn help_states_the_configs_defaults() {
         use clap::CommandFactory;
         let d = ReactorConfig::default();
         let command = Args::command();
@@ -297,6 +301,10 @@ mod tests {
             ("buffer_size", format!("{}M", d.buffer_size >> 20)),
             ("ring_entries", d.ring_entries.to_string()),
             ("spin_us", d.spin.as_micros().to_string()),
+            (
+                "max_background",
+                FsConfig::default().max_background.to_string(),
+            ),
         ] {
             let help = help(id);
             assert!(
