@@ -167,6 +167,8 @@ fn bad_option_values() {
         (["-o", "entry_timeout=soon"], "'entry_timeout=soon'"),
         (["-o", "fsname="], "'fsname' needs a value"),
         (["-o", "ro=yes"], "takes no value"),
+        (["--max-background", "65536"], "'65536' is too large"),
+        (["-o", "max_background=0"], "'max_background=0'"),
     ] {
         let mut argv: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         argv.push(d.backing.as_os_str());

@@ -133,7 +133,8 @@ fn fstab_generic_options_are_accepted() {
 }
 
 #[test]
-/// Every flag is accepted; threads, buffers, buffer size and writeback are checked in the logs.
+/// Every flag is accepted; threads, buffers, buffer size, writeback and max_background are checked
+/// in the logs.
 /// (--no-clone-fd and the timeouts are only checked as accepted.)
 fn flags_and_verbose_logging() {
     let m = Mounted::with_args(&[
@@ -150,6 +151,8 @@ fn flags_and_verbose_logging() {
         "--entry-timeout",
         "0.5",
         "--writeback",
+        "--max-background",
+        "32",
     ]);
     std::fs::write(m.mountpoint().join("f"), b"abc").unwrap();
     assert_eq!(std::fs::read(m.mountpoint().join("f")).unwrap(), b"abc");
@@ -161,5 +164,6 @@ fn flags_and_verbose_logging() {
     // What the filesystem asked the kernel for at init follows the flags.
     assert!(log.contains("writeback=true"), "{log}");
     assert!(log.contains("max_io=262144"), "{log}");
+    assert!(log.contains("max_background=32"), "{log}");
     m.unmount();
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
-use super::options::{parse_buffered_writes, parse_count, parse_seconds, parse_size};
+use super::options::{
+    parse_buffered_writes, parse_count, parse_count_as, parse_seconds, parse_size,
+};
 use crate::fs::BufferedWrites;
 
 const ABOUT: &str =
@@ -32,8 +34,9 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
   subtype=NAME                   type shown as fuse.NAME (default arsyncfs)
   dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
                                  the usual mount flags (default nodev,nosuid)
-  buffers=N, buffer_size=SIZE, ring_entries=N, spin_us=N, threads=N, clone_fd, noclone_fd,
-  attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback, buffered_writes=MODE, debug
+  buffers=N, buffer_size=SIZE, ring_entries=N, spin_us=N, threads=N, max_background=N,
+  clone_fd, noclone_fd, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
+  buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
   owner, group, _netdev, nofail, relatime, norelatime, strictatime, lazytime, nolazytime, diratime,
@@ -97,8 +100,8 @@ pub struct Args {
     pub buffer_size: Option<usize>,
 
     /// Submission queue entries of the io_uring instance (1 to 32768). [default: 256]
-    #[arg(long, value_name = "N", value_parser = parse_count)]
-    pub ring_entries: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = parse_count_as::<u32>)]
+    pub ring_entries: Option<u32>,
 
     /// Microseconds the reactor keeps looking for new work before it sleeps; a waking thread costs
     /// tens of microseconds on some virtual machines, a spinning one costs CPU. 0 sleeps at once.
@@ -110,6 +113,11 @@ pub struct Args {
     /// them, and buffered writes. [default: 4]
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub threads: Option<usize>,
+
+    /// Background requests (readahead, asynchronous direct I/O, writeback) the kernel may send
+    /// before it makes further ones wait (1 to 65535). [default: 64]
+    #[arg(long, value_name = "N", value_parser = parse_count_as::<u16>)]
+    pub max_background: Option<u16>,
 
     /// Give each session thread its own /dev/fuse descriptor (less contention). [default: on]
     #[arg(long, overrides_with = "no_clone_fd")]

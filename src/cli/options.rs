@@ -132,20 +132,22 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
             }
             Ok(())
         }
-        "buffers" | "buffer_size" | "ring_entries" | "spin_us" | "threads" | "attr_timeout"
-        | "entry_timeout" => {
+        "buffers" | "buffer_size" | "ring_entries" | "spin_us" | "threads" | "max_background"
+        | "attr_timeout" | "entry_timeout" => {
             let v =
                 value.ok_or_else(|| bad(opt, format!("'{key}' needs a value, e.g. {key}=N")))?;
             let with_key = |e: String| bad(opt, e);
             match key {
-                "buffers" => s.buffers = parse_count(v).map_err(with_key)?,
-                "buffer_size" => s.buffer_size = parse_size(v).map_err(with_key)?,
-                "ring_entries" => s.ring_entries = parse_count(v).map_err(with_key)?,
+                "buffers" => s.reactor.buffers = parse_count(v).map_err(with_key)?,
+                "buffer_size" => s.reactor.buffer_size = parse_size(v).map_err(with_key)?,
+                "ring_entries" => s.reactor.ring_entries = parse_count_as(v).map_err(with_key)?,
+                "max_background" => s.fs.max_background = parse_count_as(v).map_err(with_key)?,
                 "spin_us" => {
-                    s.spin_us = v
+                    let us = v
                         .trim()
                         .parse()
-                        .map_err(|_| with_key(format!("'{v}' is not a whole number")))?
+                        .map_err(|_| with_key(format!("'{v}' is not a whole number")))?;
+                    s.reactor.spin = Duration::from_micros(us);
                 }
                 "threads" => s.threads = parse_count(v).map_err(with_key)?,
                 "attr_timeout" => s.fs.attr_timeout = parse_seconds(v).map_err(with_key)?,
@@ -183,6 +185,12 @@ pub fn parse_count(v: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("'{v}' is not a positive whole number")),
     }
+}
+
+/// A positive count that fits `T`: a `u32` ring size, a `u16` kernel limit.
+pub fn parse_count_as<T: TryFrom<usize>>(v: &str) -> Result<T, String> {
+    let n = parse_count(v)?;
+    T::try_from(n).map_err(|_| format!("'{v}' is too large"))
 }
 
 /// A size in bytes: `4096`, `256K`, `1M`, `1MiB`, `2m`.
@@ -268,13 +276,15 @@ mod tests {
     #[test]
     fn own_options() {
         let s = applied(
-            "buffers=64,buffer_size=256K,ring_entries=512,attr_timeout=0.5,entry_timeout=0,\
-             noclone_fd,allow_other,fsname=a\\,b,subtype=view",
+            "buffers=64,buffer_size=256K,ring_entries=512,spin_us=7,max_background=32,\
+             attr_timeout=0.5,entry_timeout=0,noclone_fd,allow_other,fsname=a\\,b,subtype=view",
         )
         .unwrap();
-        assert_eq!(s.buffers, 64);
-        assert_eq!(s.buffer_size, 256 * 1024);
-        assert_eq!(s.ring_entries, 512);
+        assert_eq!(s.reactor.buffers, 64);
+        assert_eq!(s.reactor.buffer_size, 256 * 1024);
+        assert_eq!(s.reactor.ring_entries, 512);
+        assert_eq!(s.reactor.spin, Duration::from_micros(7));
+        assert_eq!(s.fs.max_background, 32);
         assert_eq!(s.fs.attr_timeout, Duration::from_millis(500));
         assert_eq!(s.fs.entry_timeout, Duration::ZERO);
         assert!(!s.clone_fd);
@@ -325,5 +335,10 @@ mod tests {
         assert_eq!(parse_count("3"), Ok(3));
         assert!(parse_count("0").is_err());
         assert!(parse_count("-2").is_err());
+        assert_eq!(parse_count_as::<u32>("512"), Ok(512));
+        assert!(parse_count_as::<u32>("4294967296").is_err());
+        assert_eq!(parse_count_as::<u16>("65535"), Ok(65535));
+        assert!(parse_count_as::<u16>("65536").is_err());
+        assert!(parse_count_as::<u16>("0").is_err());
     }
 }

@@ -54,8 +54,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         return Ok(());
     }
 
-    let reactor =
-        Reactor::<FuseReplies>::start(settings.reactor_config()).map_err(reactor_error)?;
+    let reactor = Reactor::<FuseReplies>::start(settings.reactor).map_err(reactor_error)?;
     let fs = match PassthroughFs::new(&paths.backing, settings.fs.clone(), reactor.handle()) {
         Ok(fs) => fs,
         Err(e) => {
@@ -93,8 +92,8 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         backing = %paths.backing.display(),
         mountpoint = %paths.mountpoint.display(),
         threads = settings.threads,
-        buffers = settings.buffers,
-        buffer_size = settings.buffer_size,
+        buffers = settings.reactor.buffers,
+        buffer_size = settings.reactor.buffer_size,
         "mounted"
     );
     if settings.daemon_child

@@ -1,6 +1,7 @@
 //! Everything the command line decides, resolved: defaults, then `-o` lists in order, then flags.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fuser::{MountOption, SessionACL};
 
@@ -14,17 +15,11 @@ use crate::reactor::{ALIGN, ReactorConfig};
 /// metadata need others: 4 beat 2 by 14% and 8 by 7% on 4-job 4 KiB randrw on this 2-vCPU machine
 /// (`scripts/bench/compare.sh`, 4 reps).
 pub const DEFAULT_THREADS: usize = 4;
-/// Default reactor buffers.
-pub const DEFAULT_BUFFERS: usize = 128;
-/// Default reactor buffer size: the kernel's largest FUSE request (max_pages 256).
-pub const DEFAULT_BUFFER_SIZE: usize = 1 << 20;
-/// Default io_uring submission queue size.
-pub const DEFAULT_RING_ENTRIES: usize = 256;
 
 const MAX_BUFFER_SIZE: usize = 16 << 20;
 const MAX_BUFFERS: usize = 65536;
 const MAX_THREADS: usize = 64;
-const MAX_RING_ENTRIES: usize = 32768;
+const MAX_RING_ENTRIES: u32 = 32768;
 
 /// Mount flags set explicitly; `None` keeps the default (nodev, nosuid, exec, relatime, async).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,11 +45,8 @@ pub struct Settings {
     pub fsname: Option<String>,
     pub subtype: String,
     pub flags: MountFlags,
-    pub buffers: usize,
-    pub buffer_size: usize,
-    pub ring_entries: usize,
-    /// Microseconds the reactor looks for new work before it sleeps (0: sleep at once).
-    pub spin_us: u64,
+    /// The reactor's buffers, ring and spin (its defaults are `ReactorConfig`'s).
+    pub reactor: ReactorConfig,
     pub threads: usize,
     pub clone_fd: bool,
     pub fs: FsConfig,
@@ -81,10 +73,7 @@ impl Default for Settings {
             fsname: None,
             subtype: "arsyncfs".to_owned(),
             flags: MountFlags::default(),
-            buffers: DEFAULT_BUFFERS,
-            buffer_size: DEFAULT_BUFFER_SIZE,
-            ring_entries: DEFAULT_RING_ENTRIES,
-            spin_us: ReactorConfig::default().spin.as_micros() as u64,
+            reactor: ReactorConfig::default(),
             threads: DEFAULT_THREADS,
             clone_fd: true,
             fs: FsConfig::default(),
@@ -120,19 +109,22 @@ impl Settings {
             s.acl = SessionACL::All;
         }
         if let Some(n) = args.buffers {
-            s.buffers = n;
+            s.reactor.buffers = n;
         }
         if let Some(n) = args.buffer_size {
-            s.buffer_size = n;
+            s.reactor.buffer_size = n;
         }
         if let Some(n) = args.ring_entries {
-            s.ring_entries = n;
+            s.reactor.ring_entries = n;
         }
         if let Some(n) = args.spin_us {
-            s.spin_us = n;
+            s.reactor.spin = Duration::from_micros(n);
         }
         if let Some(n) = args.threads {
             s.threads = n;
+        }
+        if let Some(n) = args.max_background {
+            s.fs.max_background = n;
         }
         if args.clone_fd {
             s.clone_fd = true;
@@ -162,19 +154,20 @@ impl Settings {
     }
 
     fn check_ranges(&self) -> Result<(), CliError> {
-        if self.buffer_size < ALIGN
-            || self.buffer_size > MAX_BUFFER_SIZE
-            || !self.buffer_size.is_multiple_of(ALIGN)
+        let r = &self.reactor;
+        if r.buffer_size < ALIGN
+            || r.buffer_size > MAX_BUFFER_SIZE
+            || !r.buffer_size.is_multiple_of(ALIGN)
         {
             return Err(CliError::usage(format!(
                 "buffer size {} is not a multiple of 4K between 4K and 16M",
-                self.buffer_size
+                r.buffer_size
             )));
         }
-        if self.buffers > MAX_BUFFERS {
+        if r.buffers > MAX_BUFFERS {
             return Err(CliError::usage(format!(
                 "{} buffers is too many (at most {MAX_BUFFERS})",
-                self.buffers
+                r.buffers
             )));
         }
         if self.threads > MAX_THREADS {
@@ -183,27 +176,13 @@ impl Settings {
                 self.threads
             )));
         }
-        if self.ring_entries > MAX_RING_ENTRIES {
+        if r.ring_entries > MAX_RING_ENTRIES {
             return Err(CliError::usage(format!(
                 "{} ring entries is too many (at most {MAX_RING_ENTRIES})",
-                self.ring_entries
+                r.ring_entries
             )));
         }
         Ok(())
-    }
-
-    // The update stays even when every field is set: fields added to ReactorConfig later get their
-    // defaults without touching this.
-    #[allow(clippy::needless_update)]
-    pub fn reactor_config(&self) -> ReactorConfig {
-        ReactorConfig {
-            buffers: self.buffers,
-            buffer_size: self.buffer_size,
-            ring_entries: self.ring_entries as u32,
-            spin: std::time::Duration::from_micros(self.spin_us),
-            // Settings the CLI does not expose keep their defaults.
-            ..ReactorConfig::default()
-        }
     }
 
     /// The fuser configuration for mounting `backing` (canonical) with these settings.
@@ -267,7 +246,7 @@ mod tests {
     fn defaults() {
         let s = parse(&["/a", "/b"]).unwrap();
         assert_eq!(s.threads, 4);
-        assert_eq!((s.buffers, s.buffer_size), (128, 1 << 20));
+        assert_eq!(s.reactor, ReactorConfig::default());
         assert!(s.clone_fd && !s.daemon && !s.fs.read_only);
         let c = s.fuser_config(Path::new("/a"));
         assert_eq!(c.n_threads, Some(4));
@@ -296,13 +275,43 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.threads, 1);
-        assert_eq!(s.buffers, 8);
+        assert_eq!(s.reactor.buffers, 8);
         assert!(!s.fs.writeback_cache);
         assert_eq!(s.fs.buffered_writes, crate::fs::BufferedWrites::Reactor);
         assert!(s.fs.read_only);
         let c = s.fuser_config(Path::new("/a"));
         assert!(!c.clone_fd, "clone_fd is pointless with one thread");
         assert!(c.mount_options.contains(&MountOption::RO));
+    }
+
+    /// The help text writes the reactor's and the filesystem's defaults out; they must be
+    /// `ReactorConfig`'s and `FsConfig`'s.
+    #[test]
+    fn help_states_the_configs_defaults() {
+        use clap::CommandFactory;
+        let d = ReactorConfig::default();
+        let command = Args::command();
+        let help = |id: &str| {
+            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        assert!(d.buffer_size.is_multiple_of(1 << 20));
+        for (id, default) in [
+            ("buffers", d.buffers.to_string()),
+            ("buffer_size", format!("{}M", d.buffer_size >> 20)),
+            ("ring_entries", d.ring_entries.to_string()),
+            ("spin_us", d.spin.as_micros().to_string()),
+            (
+                "max_background",
+                FsConfig::default().max_background.to_string(),
+            ),
+        ] {
+            let help = help(id);
+            assert!(
+                help.ends_with(&format!("[default: {default}]")),
+                "{id}: {help}"
+            );
+        }
     }
 
     #[test]

@@ -87,11 +87,14 @@ impl fuser::Filesystem for PassthroughFs {
         if let Err(nearest) = config.set_max_readahead(max_io) {
             let _ = config.set_max_readahead(nearest);
         }
-        let _ = config.set_max_background(64);
+        if let Err(nearest) = config.set_max_background(self.config.max_background) {
+            let _ = config.set_max_background(nearest);
+        }
         tracing::info!(
             capabilities = ?(wanted & available),
             writeback = self.writeback.load(Ordering::Relaxed),
             max_io,
+            max_background = self.config.max_background,
             "FUSE session initialised"
         );
         Ok(())

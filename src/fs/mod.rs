@@ -61,6 +61,10 @@ pub struct FsConfig {
     pub max_cached_fds: usize,
     /// Who writes buffered (non-O_DIRECT) writes to the backing file.
     pub buffered_writes: BufferedWrites,
+    /// Most background requests (readahead, asynchronous direct I/O, writeback) the kernel sends at
+    /// once before it makes further ones wait (FUSE `max_background`; it counts the connection
+    /// congested at 3/4 of this). fuser's own default is 16.
+    pub max_background: u16,
 }
 
 /// Where buffered writes are written; O_DIRECT writes and the kernel's writeback flushes always go to
@@ -84,6 +88,7 @@ impl Default for FsConfig {
             keep_cache: true,
             max_cached_fds: 16384,
             buffered_writes: BufferedWrites::Inline,
+            max_background: 64,
         }
     }
 }
