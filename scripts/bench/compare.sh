@@ -13,6 +13,8 @@
 # FIO:      fio arguments of the job (a file per target and per rep slot is laid out first; reads
 #           read it, writes overwrite it). FILE_SIZE [256M]. WARM [1]: read the file through the
 #           target before each run; 0: drop caches instead.
+# FIO2:     optional: a second job run at the same time on the same file (e.g. buffered reads beside
+#           direct writes); the figures then count the first job only.
 # NATIVE [1], PLL [1]: include the native directory / passthrough_ll.
 # Prints per-target medians (MiB/s and IOPS), ratios vs native and passthrough_ll, and daemon CPU
 # seconds per GiB moved.
@@ -93,17 +95,19 @@ for ((rep = 0; rep < REPS; rep++)); do
     sync
     if [[ $WARM == 1 ]]; then cat "$file" >/dev/null; else echo 3 >/proc/sys/vm/drop_caches; fi
     before=$(cpu_ticks "$t")
+    second=()
+    [[ -n ${FIO2:-} ]] && read -ra second <<<"--name=job2 --filename=$file --size=$FILE_SIZE --time_based --runtime=$RUNTIME $FIO2"
     # shellcheck disable=SC2086
-    out=$(fio --name=job --filename="$file" --size="$FILE_SIZE" --time_based --runtime="$RUNTIME" \
-      --output-format=json $FIO)
+    out=$(fio --output-format=json --name=job --filename="$file" --size="$FILE_SIZE" --time_based \
+      --runtime="$RUNTIME" $FIO "${second[@]}")
     after=$(cpu_ticks "$t")
     read -r bw iops bytes < <(python3 -c '
 import json, sys
-j = json.load(sys.stdin)["jobs"]
+j = json.load(sys.stdin)["jobs"][:1 if sys.argv[1] else None]
 bw = sum(x["read"]["bw_bytes"] + x["write"]["bw_bytes"] for x in j)
 iops = sum(x["read"]["iops"] + x["write"]["iops"] for x in j)
 b = sum(x["read"]["io_bytes"] + x["write"]["io_bytes"] for x in j)
-print(bw / 2**20, iops, b)' <<<"$out")
+print(bw / 2**20, iops, b)' "${FIO2:-}" <<<"$out")
     RESULTS[$t]+="$bw,$iops "
     CPU[$t]=$((${CPU[$t]:-0} + after - before))
     BYTES[$t]=$((${BYTES[$t]:-0} + bytes))
