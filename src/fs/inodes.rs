@@ -639,4 +639,201 @@ mod tests {
         let s = t.stats();
         assert_eq!((s.nodes, s.cached_fds), (1, 0));
     }
+
+    #[test]
+    fn generations_are_stable_hashes_of_handles() {
+        // ext4's FILEID_INO32_GEN: inode 1, i_generation 2, then the same inode number reused by a
+        // file of generation 3. The value is pinned: handles given out before a restart must still
+        // carry the same generation after it.
+        let old = FileHandle::from_parts(1, &[1, 0, 0, 0, 2, 0, 0, 0]);
+        let reused = FileHandle::from_parts(1, &[1, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(generation_of(&old), 0x0c69_cfc7);
+        assert_eq!(generation_of(&old), generation_of(&old.clone()));
+        assert_eq!(generation_of(&reused), 0xbc3d_90b6);
+        let other_type = FileHandle::from_parts(2, old.bytes());
+        assert_ne!(generation_of(&other_type), generation_of(&old));
+    }
+
+    /// A table over `dir` whose nodes are anchored by handle (no open_by_handle_at is needed for
+    /// the pure bookkeeping below, only name_to_handle_at, which any user may call). `None` where
+    /// the filesystem has no handles.
+    fn handle_table(dir: &std::path::Path, max_forgotten: usize) -> Option<InodeTable> {
+        let root = opath(dir);
+        handle_of(root.as_fd()).ok()?;
+        let rk = key(&root);
+        let mount_fd = OwnedFd::from(std::fs::File::open(dir).unwrap());
+        Some(InodeTable::new(root, rk, Some(mount_fd), 8, max_forgotten))
+    }
+
+    /// A new file `name` in `dir`: an `O_PATH` descriptor, its key and its handle.
+    fn new_file(dir: &std::path::Path, name: &str) -> (OwnedFd, InodeKey, FileHandle) {
+        let p = dir.join(name);
+        std::fs::write(&p, name).unwrap();
+        let fd = opath(&p);
+        let h = handle_of(fd.as_fd()).unwrap();
+        let k = key(&fd);
+        (fd, k, h)
+    }
+
+    #[test]
+    fn forgotten_nodes_are_kept_bounded_and_revived_under_their_id() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let Some(t) = handle_table(dir.path(), 2) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let files: Vec<_> = (0..3)
+            .map(|i| new_file(dir.path(), &format!("f{i}")))
+            .collect();
+        let entries: Vec<EntryId> = files
+            .iter()
+            .map(|(fd, k, _)| t.lookup(*k, fd.try_clone().unwrap()))
+            .collect();
+        for ((_, _, h), e) in files.iter().zip(&entries) {
+            assert_eq!(e.generation, generation_of(h));
+            assert_eq!(t.lookup_id(e.id), Some(*e), "a live node is found by id");
+            t.forget(e.id, 2);
+        }
+        // The oldest forgotten handle made room for the newest.
+        assert_eq!(t.stats().forgotten, 2);
+        assert_eq!(t.stats().nodes, 1);
+        assert_eq!(
+            t.lookup_id(entries[1].id),
+            None,
+            "forgotten nodes are not live"
+        );
+        let revive = |i: usize| {
+            let (fd, k, h) = &files[i];
+            t.revive(entries[i].id, *k, h.clone(), fd.try_clone().unwrap())
+        };
+        // Revived: same id, same generation, one lookup; a second request counts another one.
+        assert_eq!(revive(1), Some(entries[1]));
+        assert_eq!(revive(1), Some(entries[1]));
+        assert_eq!(t.stats().forgotten, 1, "a live node needs no kept handle");
+        assert_eq!(
+            t.lookup_known(files[1].1).map(|k| k.id),
+            Some(entries[1].id)
+        );
+        t.forget(entries[1].id, 3);
+        assert_eq!(t.stats().nodes, 1);
+        // The id must be the one asked for: not if it now names another object, nor if the object
+        // is registered under another id.
+        let (fd0, k0, _) = &files[0];
+        assert_eq!(t.lookup(*k0, fd0.try_clone().unwrap()), entries[0]);
+        let (fd2, _, h2) = &files[2];
+        assert_eq!(
+            t.revive(
+                entries[0].id,
+                files[2].1,
+                h2.clone(),
+                fd2.try_clone().unwrap()
+            ),
+            None
+        );
+        assert_eq!(
+            t.revive(99, *k0, files[0].2.clone(), fd0.try_clone().unwrap()),
+            None
+        );
+        // Same id and key but another handle: a stale object, not this one.
+        assert_eq!(
+            t.revive(entries[0].id, *k0, h2.clone(), fd0.try_clone().unwrap()),
+            None
+        );
+        t.forget(entries[0].id, 1);
+        assert_eq!(t.stats().nodes, 1);
+    }
+
+    #[test]
+    fn a_new_node_takes_its_id_from_the_forgotten() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let Some(t) = handle_table(dir.path(), 4) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let (fd, k, h) = new_file(dir.path(), "f");
+        let e = t.lookup(k, fd.try_clone().unwrap());
+        t.forget(e.id, 1);
+        assert_eq!(t.stats().forgotten, 1);
+        // Registered again by name (natural id: the same one): the kept handle is dropped.
+        assert_eq!(t.lookup(k, fd.try_clone().unwrap()), e);
+        assert_eq!(t.stats().forgotten, 0);
+        // A retired node (its inode number went to a new object) is not kept when forgotten, and
+        // does not take the key of the node registered after it.
+        t.lookup_known(k).unwrap();
+        t.retire(e.id);
+        let newer = t.lookup(k, fd.try_clone().unwrap());
+        assert_ne!(newer.id, e.id, "the retired node still holds its id");
+        t.forget(e.id, 1);
+        assert_eq!(t.stats().forgotten, 0);
+        assert_eq!(t.lookup_known(k).map(|k| k.id), Some(newer.id));
+        t.forget(newer.id, 2);
+        assert_eq!(t.stats().forgotten, 1);
+        assert!(t.revive(newer.id, k, h, fd).is_some());
+    }
+
+    #[test]
+    fn pinned_nodes_and_a_zero_bound_keep_nothing() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (fd, k, _) = new_file(dir.path(), "f");
+        // Without a mount descriptor nodes pin their descriptors: nothing to find them again by.
+        let root = opath(dir.path());
+        let rk = key(&root);
+        let pinned = InodeTable::new(root, rk, None, 8, 4);
+        let e = pinned.lookup(k, fd.try_clone().unwrap());
+        pinned.forget(e.id, 1);
+        assert_eq!(pinned.stats().forgotten, 0);
+        assert_eq!(
+            pinned.refind(e.id).unwrap_err().raw_os_error(),
+            Some(libc::ESTALE)
+        );
+        let Some(t) = handle_table(dir.path(), 0) else {
+            return;
+        };
+        let e = t.lookup(k, fd);
+        t.forget(e.id, 1);
+        assert_eq!(t.stats().forgotten, 0);
+    }
+
+    #[test]
+    fn refind_opens_forgotten_nodes_and_refuses_removed_ones() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("open_by_handle_at needs CAP_DAC_READ_SEARCH; skipping");
+            return;
+        }
+        let Some(t) = handle_table(dir.path(), 4) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let (fd, k, _) = new_file(dir.path(), "f");
+        let e = t.lookup(k, fd);
+        t.forget(e.id, 1);
+        let (found, st) = t.refind(e.id).unwrap();
+        assert_eq!(found, e);
+        assert_eq!(key_of_stat(&st), k);
+        assert_eq!(key(&t.fd(e.id).unwrap()), k);
+        t.forget(e.id, 1);
+        let stale = |id| t.refind(id).unwrap_err().raw_os_error();
+        assert_eq!(stale(12345), Some(libc::ESTALE), "never known");
+        // Removed but still open: the handle opens, but a file without links is gone for handles.
+        let open = std::fs::File::open(dir.path().join("f")).unwrap();
+        std::fs::remove_file(dir.path().join("f")).unwrap();
+        assert_eq!(stale(e.id), Some(libc::ESTALE));
+        assert_eq!(t.stats().forgotten, 0, "a removed file's handle is dropped");
+        drop(open);
+        // Removed and closed: the handle no longer opens.
+        let (fd, k, _) = new_file(dir.path(), "g");
+        let e = t.lookup(k, fd);
+        t.forget(e.id, 1);
+        std::fs::remove_file(dir.path().join("g")).unwrap();
+        assert_eq!(stale(e.id), Some(libc::ESTALE));
+        assert_eq!(t.stats().forgotten, 0);
+    }
+
+    fn key_of_stat(st: &rustix::fs::Stat) -> InodeKey {
+        InodeKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
 }
