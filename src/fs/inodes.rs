@@ -165,7 +165,8 @@ impl InodeTable {
             tables: Mutex::new(Tables {
                 by_id,
                 by_key,
-                forgotten: NonZeroUsize::new(max_forgotten).map(LruCache::new),
+                // Sparse: memory grows with the entries, not with the bound.
+                forgotten: NonZeroUsize::new(max_forgotten).map(LruCache::sparse),
                 next_synthetic: SYNTHETIC_BASE,
                 next_serial: 1,
             }),
@@ -431,18 +432,25 @@ impl InodeTable {
         };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
-            let node = t.by_id.remove(&id).expect("present");
+            let Node {
+                anchor,
+                key,
+                serial,
+                ..
+            } = t.by_id.remove(&id).expect("present");
             // A retired node no longer owns its key (a newer node may have it).
-            let current = t.by_key.get(&node.key) == Some(&id);
+            let current = t.by_key.get(&key) == Some(&id);
             if current {
-                t.by_key.remove(&node.key);
+                t.by_key.remove(&key);
             }
             // Keep what finds a current handle-anchored node again; a retired one is gone for good.
-            if let (true, Anchor::Handle(h), Some(f)) =
-                (current, &node.anchor, t.forgotten.as_mut())
-            {
-                f.put(id, h.clone());
-            }
+            let unkept = match (current, anchor, t.forgotten.as_mut()) {
+                (true, Anchor::Handle(h), Some(f)) => {
+                    f.put(id, h);
+                    None
+                }
+                (_, anchor, _) => Some(anchor),
+            };
             // After a walk of a huge tree the kernel forgets almost everything: release the tables'
             // memory to the allocator instead of keeping them sized for the peak (the process RSS
             // still keeps what malloc holds on to).
@@ -451,7 +459,9 @@ impl InodeTable {
                 t.by_key.shrink_to_fit();
             }
             drop(t);
-            self.lock_fds().pop(&node.serial);
+            // Descriptors close outside the table's lock.
+            drop(unkept);
+            self.lock_fds().pop(&serial);
         }
     }
 
