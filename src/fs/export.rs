@@ -22,8 +22,17 @@ impl PassthroughFs {
     /// found again by the file handle kept for it, under the same id. An object without links left
     /// is `ESTALE`, as on a local filesystem.
     pub(super) fn lookup_self(&self, id: u64) -> OpResult<(EntryId, Stat)> {
-        let Some(entry) = self.inodes.lookup_id(id) else {
-            return self.inodes.refind(id).map_err(|e| replies::errno_of(&e));
+        let entry = match self.inodes.lookup_id(id) {
+            Some(entry) => entry,
+            None => match self.inodes.refind(id) {
+                Ok(found) => return Ok(found),
+                // Registered again meanwhile (by name, or by another request for the id), which
+                // dropped its kept handle: it is live now.
+                Err(e) => self
+                    .inodes
+                    .lookup_id(id)
+                    .ok_or_else(|| replies::errno_of(&e))?,
+            },
         };
         let st = self
             .node_fd(id)
