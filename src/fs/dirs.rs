@@ -109,15 +109,15 @@ impl PassthroughFs {
     ) {
         let ttl: Duration = self.config.entry_timeout;
         let filled = self.fill_reply(fh, offset, |e| {
-            let (id, attr, looked_up) = if e.is_dot_or_dotdot() {
-                (e.ino, dot_attr(e.ino), false)
+            let (id, generation, attr, looked_up) = if e.is_dot_or_dotdot() {
+                (e.ino, 0, dot_attr(e.ino), false)
             } else {
                 // Each entry handed out with attributes counts as a lookup, exactly like lookup().
-                let Ok((id, st)) = self.lookup_child(ino, &e.name) else {
+                let Ok((entry, st)) = self.lookup_child(ino, &e.name) else {
                     // Removed since it was listed: skip it, as a fresh listing would.
                     return Fill::Skipped;
                 };
-                (id, file_attr(id, &st), true)
+                (entry.id, entry.generation, file_attr(entry.id, &st), true)
             };
             let full = reply.add(
                 INodeNo(id),
@@ -125,7 +125,7 @@ impl PassthroughFs {
                 &e.name,
                 &ttl,
                 &attr,
-                Generation(0),
+                Generation(generation.into()),
             );
             if !full {
                 Fill::Added

@@ -14,7 +14,7 @@ use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
 use super::creds::Caller;
 use super::handles::{Handle, OpenFile, WriteTarget};
-use super::inodes::DataStamp;
+use super::inodes::{DataStamp, EntryId};
 use super::replies::WriteReply;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
@@ -97,7 +97,7 @@ impl PassthroughFs {
         mode: u32,
         flags: i32,
         caller: Caller,
-    ) -> OpResult<(u64, Stat, u64, FopenFlags)> {
+    ) -> OpResult<(EntryId, Stat, u64, FopenFlags)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
@@ -121,22 +121,9 @@ impl PassthroughFs {
         let st = rustix::fs::fstat(&file).map_err(errno)?;
         // The node of this object, unless it is a stale node whose inode number the new file reused
         // (see InodeTable::lookup_known).
-        let known = self
-            .inodes
-            .lookup_known(key_of(&st))
-            .and_then(|k| match &k.check {
-                None => Some(k.id),
-                Some(h) => {
-                    if crate::sys::handle::handle_of(file.as_fd()).is_ok_and(|f| f == *h) {
-                        Some(k.id)
-                    } else {
-                        self.inodes.retire(k.id);
-                        None
-                    }
-                }
-            });
-        let id = match known {
-            Some(id) => id,
+        let known = self.known_entry(key_of(&st), || crate::sys::handle::handle_of(file.as_fd()));
+        let entry = match known {
+            Some(entry) => entry,
             None => {
                 // An O_PATH descriptor of exactly the object just created, whatever its name is now.
                 let path_fd = rustix::fs::open(
@@ -149,7 +136,7 @@ impl PassthroughFs {
             }
         };
         let owner_changed = if made {
-            self.give_to_caller(&pfd, id, caller)
+            self.give_to_caller(&pfd, entry.id, caller)
         } else {
             Ok(false)
         };
@@ -157,14 +144,14 @@ impl PassthroughFs {
             Ok(false) => st,
             Ok(true) => rustix::fs::fstat(&file).map_err(errno)?,
             Err(e) => {
-                self.inodes.forget(id, 1);
+                self.inodes.forget(entry.id, 1);
                 return Err(e);
             }
         };
         Ok((
-            id,
+            entry,
             st,
-            self.register_open(id, file, flags),
+            self.register_open(entry.id, file, flags),
             self.fopen_flags(),
         ))
     }

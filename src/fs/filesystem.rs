@@ -19,17 +19,18 @@ use rustix::fs::Stat;
 use super::attr::file_attr;
 use super::attrs::AttrChanges;
 use super::creds::Caller;
+use super::inodes::EntryId;
 use super::xattrs::XattrReply;
 use super::{OpResult, PassthroughFs};
 
 impl PassthroughFs {
-    fn reply_entry(&self, reply: ReplyEntry, result: OpResult<(u64, Stat)>) {
+    fn reply_entry(&self, reply: ReplyEntry, result: OpResult<(EntryId, Stat)>) {
         match result {
-            Ok((id, st)) => reply.entry_with_ttls(
+            Ok((entry, st)) => reply.entry_with_ttls(
                 &self.config.entry_timeout,
                 &self.config.attr_timeout,
-                &file_attr(id, &st),
-                Generation(0),
+                &file_attr(entry.id, &st),
+                Generation(entry.generation.into()),
             ),
             Err(e) => reply.error(e),
         }
@@ -73,7 +74,10 @@ impl fuser::Filesystem for PassthroughFs {
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DONT_MASK
             // Saves a GETXATTR round trip per write; see killpriv.rs.
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+            // The kernel may ask for a node it forgot by id (LOOKUP "." and ".."), so that its
+            // file handles of the mount outlive its caches; see export.rs.
+            | InitFlags::FUSE_EXPORT_SUPPORT;
         let available = config.capabilities();
         let _ = config.add_capabilities(wanted & available);
         if self.config.writeback_cache && available.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
@@ -427,10 +431,10 @@ impl fuser::Filesystem for PassthroughFs {
         reply: ReplyCreate,
     ) {
         match self.op_create(parent.0, name, mode, flags, Caller::of(req, umask)) {
-            Ok((id, st, fh, fopen)) => reply.created(
+            Ok((entry, st, fh, fopen)) => reply.created(
                 &self.config.entry_timeout,
-                &file_attr(id, &st),
-                Generation(0),
+                &file_attr(entry.id, &st),
+                Generation(entry.generation.into()),
                 FileHandle(fh),
                 fopen,
             ),

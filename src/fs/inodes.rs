@@ -13,6 +13,12 @@
 //! reopened by handle on a miss. Where handles are unavailable (not root, a filesystem without
 //! export support, a submount) the node pins its descriptor instead. A node is dropped when the
 //! kernel's lookup count reaches zero.
+//!
+//! The kernel's file handles (name_to_handle_at on the mount, NFS export) name a node by its id and
+//! a generation, and may come back after the kernel forgot the node: it then asks for the id again
+//! (LOOKUP "." relative to it). So the handles of forgotten handle-anchored nodes are kept in a
+//! bounded LRU by node id, and such a node can be registered again under the same id. Every node's
+//! generation is a hash of its backing file handle (see [`generation_of`]).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -36,9 +42,34 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
+/// What an entry reply tells the kernel about a node: its id and its generation, which together
+/// name one backing object in the kernel's file handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryId {
+    pub id: u64,
+    pub generation: u32,
+}
+
+/// The generation of the backing object with file handle `handle`: a 32-bit FNV-1a hash of the
+/// handle. The same object always gets the same value (across forget and lookup, and across
+/// daemon restarts); a new object that reuses an inode number gets another one, since the handles
+/// of ext4, xfs and btrfs carry the inode's own generation. Objects without a handle get 0, and so
+/// does the root (the kernel requires 0 there).
+pub fn generation_of(handle: &FileHandle) -> u32 {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    handle
+        .handle_type()
+        .to_le_bytes()
+        .iter()
+        .chain(handle.bytes())
+        .fold(OFFSET, |h, &b| (h ^ u32::from(b)).wrapping_mul(PRIME))
+}
+
 /// A known node found by key; see [`InodeTable::lookup_known`].
 pub struct Known {
     pub id: u64,
+    pub generation: u32,
     /// The handle to compare with the object found, when the node's identity must be checked.
     pub check: Option<FileHandle>,
 }
@@ -51,6 +82,7 @@ enum Anchor {
 struct Node {
     anchor: Anchor,
     key: InodeKey,
+    generation: u32,
     lookups: u64,
     /// Unique over the table's life: names this node's entry in the descriptor cache, so a
     /// descriptor opened for a node that was forgotten meanwhile can never serve a newer node that
@@ -74,6 +106,9 @@ pub struct DataStamp {
 struct Tables {
     by_id: HashMap<u64, Node>,
     by_key: HashMap<InodeKey, u64>,
+    /// The handles of forgotten handle-anchored nodes, by node id, most recently used last; `None`
+    /// when disabled.
+    forgotten: Option<LruCache<u64, FileHandle>>,
     next_synthetic: u64,
     next_serial: u64,
 }
@@ -84,10 +119,12 @@ pub struct InodeStats {
     pub nodes: usize,
     pub pinned: usize,
     pub cached_fds: usize,
+    /// Forgotten nodes that can still be found again by id.
+    pub forgotten: usize,
 }
 
 pub struct InodeTable {
-    root_dev: u64,
+    root_key: InodeKey,
     /// A (non-`O_PATH`) descriptor on the backing root's filesystem, for open_by_handle_at; `None`
     /// when nodes pin their descriptors instead.
     mount_fd: Option<OwnedFd>,
@@ -99,12 +136,13 @@ impl InodeTable {
     /// A table holding only the root (pinned, never forgotten). With a `mount_fd` (an ordinary
     /// descriptor of the backing root: open_by_handle_at refuses `O_PATH` ones), other nodes on the
     /// root's filesystem are anchored by file handle and at most `max_fds` descriptors are cached
-    /// for them.
+    /// for them; the handles of at most `max_forgotten` of them are kept once the kernel forgot them.
     pub fn new(
         root_fd: OwnedFd,
         root_key: InodeKey,
         mount_fd: Option<OwnedFd>,
         max_fds: usize,
+        max_forgotten: usize,
     ) -> Self {
         let mut by_id = HashMap::new();
         by_id.insert(
@@ -112,6 +150,7 @@ impl InodeTable {
             Node {
                 anchor: Anchor::Pinned(Arc::new(root_fd)),
                 key: root_key,
+                generation: 0,
                 lookups: 1,
                 serial: 0,
                 data_stamp: None,
@@ -121,11 +160,13 @@ impl InodeTable {
         let mut by_key = HashMap::new();
         by_key.insert(root_key, ROOT_ID);
         InodeTable {
-            root_dev: root_key.dev,
+            root_key,
             mount_fd,
             tables: Mutex::new(Tables {
                 by_id,
                 by_key,
+                // Sparse: memory grows with the entries, not with the bound.
+                forgotten: NonZeroUsize::new(max_forgotten).map(LruCache::sparse),
                 next_synthetic: SYNTHETIC_BASE,
                 next_serial: 1,
             }),
@@ -133,6 +174,11 @@ impl InodeTable {
                 NonZeroUsize::new(max_fds.max(1)).expect("at least 1"),
             )),
         }
+    }
+
+    /// The backing root's identity.
+    pub fn root_key(&self) -> InodeKey {
+        self.root_key
     }
 
     fn lock(&self) -> MutexGuard<'_, Tables> {
@@ -190,7 +236,22 @@ impl InodeTable {
             Anchor::Handle(h) if !self.lock_fds().contains(&node.serial) => Some(h.clone()),
             _ => None,
         };
-        Some(Known { id, check })
+        Some(Known {
+            id,
+            generation: node.generation,
+            check,
+        })
+    }
+
+    /// If node `id` is known, counts one more lookup and returns its entry.
+    pub fn lookup_id(&self, id: u64) -> Option<EntryId> {
+        let mut t = self.lock();
+        let node = t.by_id.get_mut(&id)?;
+        node.lookups += 1;
+        Some(EntryId {
+            id,
+            generation: node.generation,
+        })
     }
 
     /// Node `id` turned out to stand for an object that no longer exists under its key: undo the
@@ -209,24 +270,26 @@ impl InodeTable {
     }
 
     /// Counts one lookup of `key`, registering it with descriptor `fd` (an `O_PATH` descriptor of
-    /// the object) if it is new. Returns the node id.
-    pub fn lookup(&self, key: InodeKey, fd: OwnedFd) -> u64 {
-        let handle = if self.mount_fd.is_some() && key.dev == self.root_dev {
-            handle_of(fd.as_fd()).ok()
-        } else {
-            None
-        };
+    /// the object) if it is new. Returns the node's entry.
+    pub fn lookup(&self, key: InodeKey, fd: OwnedFd) -> EntryId {
+        // The handle names the object even where it cannot anchor the node (no open_by_handle_at
+        // without CAP_DAC_READ_SEARCH, other filesystems): it still gives the generation.
+        let handle = handle_of(fd.as_fd()).ok();
+        let generation = handle.as_ref().map_or(0, generation_of);
+        let anchored = self.mount_fd.is_some() && key.dev == self.root_key.dev;
         let fd = Arc::new(fd);
         let mut t = self.lock();
         if let Some(&id) = t.by_key.get(&key) {
             // Registered by another thread meanwhile.
-            t.by_id
-                .get_mut(&id)
-                .expect("by_key and by_id agree")
-                .lookups += 1;
-            return id;
+            let node = t.by_id.get_mut(&id).expect("by_key and by_id agree");
+            node.lookups += 1;
+            return EntryId {
+                id,
+                generation: node.generation,
+            };
         }
-        let natural = key.dev == self.root_dev && key.ino != ROOT_ID && key.ino < SYNTHETIC_BASE;
+        let natural =
+            key.dev == self.root_key.dev && key.ino != ROOT_ID && key.ino < SYNTHETIC_BASE;
         let id = if natural && !t.by_id.contains_key(&key.ino) {
             key.ino
         } else {
@@ -238,20 +301,39 @@ impl InodeTable {
                 }
             }
         };
+        let anchor = match handle {
+            Some(h) if anchored => Anchor::Handle(h),
+            _ => Anchor::Pinned(fd.clone()),
+        };
+        self.insert(&mut t, id, key, anchor, generation, fd);
+        EntryId { id, generation }
+    }
+
+    /// Registers a new node `id` (free in `by_id`) with one lookup; `fd` is its descriptor.
+    fn insert(
+        &self,
+        t: &mut Tables,
+        id: u64,
+        key: InodeKey,
+        anchor: Anchor,
+        generation: u32,
+        fd: Arc<OwnedFd>,
+    ) {
         let serial = t.next_serial;
         t.next_serial += 1;
-        let anchor = match handle {
-            Some(h) => {
-                self.lock_fds().put(serial, fd);
-                Anchor::Handle(h)
-            }
-            None => Anchor::Pinned(fd),
-        };
+        if matches!(anchor, Anchor::Handle(_)) {
+            self.lock_fds().put(serial, fd);
+        }
+        // The id now names this node: a handle kept for an earlier node of that id is obsolete.
+        if let Some(f) = t.forgotten.as_mut() {
+            f.pop(&id);
+        }
         t.by_id.insert(
             id,
             Node {
                 anchor,
                 key,
+                generation,
                 lookups: 1,
                 serial,
                 data_stamp: None,
@@ -259,7 +341,84 @@ impl InodeTable {
             },
         );
         t.by_key.insert(key, id);
-        id
+    }
+
+    /// Finds node `id` again after the kernel forgot it, through the file handle kept for it, and
+    /// registers it under the same id with one lookup. `ESTALE` if no handle is kept (never
+    /// anchored by handle, or pushed out of the LRU), if the object is gone (the handle no longer
+    /// opens, or it has no links left), or if the id or the object is registered to something else
+    /// meanwhile.
+    pub fn refind(&self, id: u64) -> io::Result<(EntryId, rustix::fs::Stat)> {
+        let stale = || io::Error::from_raw_os_error(libc::ESTALE);
+        let handle = {
+            let mut t = self.lock();
+            t.forgotten
+                .as_mut()
+                .and_then(|f| f.get(&id).cloned())
+                .ok_or_else(stale)?
+        };
+        let mount_fd = self.mount_fd.as_ref().ok_or_else(stale)?;
+        let gone = |t: &mut Tables| {
+            if let Some(f) = t.forgotten.as_mut() {
+                f.pop(&id);
+            }
+        };
+        let fd = match open_by_handle(mount_fd.as_fd(), &handle, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ESTALE) {
+                    gone(&mut self.lock());
+                }
+                return Err(e);
+            }
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        if st.st_nlink == 0 {
+            gone(&mut self.lock());
+            return Err(stale());
+        }
+        let key = InodeKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        };
+        let entry = self.revive(id, key, handle, fd).ok_or_else(stale)?;
+        Ok((entry, st))
+    }
+
+    /// Registers the object `key` (with file handle `handle`, open on `fd`) as node `id` again, or
+    /// counts a lookup if it is registered as `id` already. `None` if `id` or `key` belongs to
+    /// another node: the kernel insists on the id it asked for.
+    fn revive(&self, id: u64, key: InodeKey, handle: FileHandle, fd: OwnedFd) -> Option<EntryId> {
+        let mut t = self.lock();
+        if let Some(node) = t.by_id.get_mut(&id) {
+            // Found again meanwhile (by name, or by another request for the id).
+            let same = node.key == key
+                && match &node.anchor {
+                    Anchor::Handle(h) => *h == handle,
+                    Anchor::Pinned(_) => true,
+                };
+            if !same {
+                return None;
+            }
+            node.lookups += 1;
+            return Some(EntryId {
+                id,
+                generation: node.generation,
+            });
+        }
+        if t.by_key.contains_key(&key) {
+            return None;
+        }
+        let generation = generation_of(&handle);
+        self.insert(
+            &mut t,
+            id,
+            key,
+            Anchor::Handle(handle),
+            generation,
+            Arc::new(fd),
+        );
+        Some(EntryId { id, generation })
     }
 
     /// Drops `n` lookups of node `id`; forgets the node when none are left. The root is never forgotten.
@@ -273,8 +432,25 @@ impl InodeTable {
         };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
-            let node = t.by_id.remove(&id).expect("present");
-            t.by_key.remove(&node.key);
+            let Node {
+                anchor,
+                key,
+                serial,
+                ..
+            } = t.by_id.remove(&id).expect("present");
+            // A retired node no longer owns its key (a newer node may have it).
+            let current = t.by_key.get(&key) == Some(&id);
+            if current {
+                t.by_key.remove(&key);
+            }
+            // Keep what finds a current handle-anchored node again; a retired one is gone for good.
+            let unkept = match (current, anchor, t.forgotten.as_mut()) {
+                (true, Anchor::Handle(h), Some(f)) => {
+                    f.put(id, h);
+                    None
+                }
+                (_, anchor, _) => Some(anchor),
+            };
             // After a walk of a huge tree the kernel forgets almost everything: release the tables'
             // memory to the allocator instead of keeping them sized for the peak (the process RSS
             // still keeps what malloc holds on to).
@@ -283,7 +459,9 @@ impl InodeTable {
                 t.by_key.shrink_to_fit();
             }
             drop(t);
-            self.lock_fds().pop(&node.serial);
+            // Descriptors close outside the table's lock.
+            drop(unkept);
+            self.lock_fds().pop(&serial);
         }
     }
 
@@ -332,6 +510,7 @@ impl InodeTable {
             nodes: t.by_id.len(),
             pinned,
             cached_fds: self.lock_fds().len(),
+            forgotten: t.forgotten.as_ref().map_or(0, LruCache::len),
         }
     }
 }
@@ -358,15 +537,19 @@ mod tests {
     }
 
     fn table() -> InodeTable {
-        InodeTable::new(some_fd(), InodeKey { dev: 7, ino: 2 }, None, 4)
+        InodeTable::new(some_fd(), InodeKey { dev: 7, ino: 2 }, None, 4, 4)
     }
 
     #[test]
     fn natural_ids_and_shared_hard_links() {
         let t = table();
         let k = InodeKey { dev: 7, ino: 100 };
-        assert_eq!(t.lookup(k, some_fd()), 100);
-        assert_eq!(t.lookup(k, some_fd()), 100, "a second link shares the node");
+        assert_eq!(t.lookup(k, some_fd()).id, 100);
+        assert_eq!(
+            t.lookup(k, some_fd()).id,
+            100,
+            "a second link shares the node"
+        );
         assert_eq!(t.lookup_known(k).map(|k| k.id), Some(100));
         assert_eq!(t.stats().nodes, 2);
         t.forget(100, 2);
@@ -380,24 +563,26 @@ mod tests {
     #[test]
     fn synthetic_ids_for_other_devices_and_root_clash() {
         let t = table();
-        let other_dev = t.lookup(InodeKey { dev: 8, ino: 100 }, some_fd());
+        let other_dev = t.lookup(InodeKey { dev: 8, ino: 100 }, some_fd()).id;
         assert!(other_dev >= SYNTHETIC_BASE);
-        let clash = t.lookup(
-            InodeKey {
-                dev: 7,
-                ino: ROOT_ID,
-            },
-            some_fd(),
-        );
+        let clash = t
+            .lookup(
+                InodeKey {
+                    dev: 7,
+                    ino: ROOT_ID,
+                },
+                some_fd(),
+            )
+            .id;
         assert!(clash >= SYNTHETIC_BASE && clash != other_dev);
-        let natural = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd());
+        let natural = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd()).id;
         assert_eq!(natural, 100);
     }
 
     #[test]
     fn data_stamps_are_swapped_per_node() {
         let t = table();
-        let id = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd());
+        let id = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd()).id;
         let a = DataStamp {
             mtime: (1, 2),
             size: 3,
@@ -427,14 +612,14 @@ mod tests {
             return;
         }
         let mount_fd = OwnedFd::from(std::fs::File::open(dir.path()).unwrap());
-        let t = InodeTable::new(root, rk, Some(mount_fd), 3);
+        let t = InodeTable::new(root, rk, Some(mount_fd), 3, 0);
         let mut ids = Vec::new();
         for i in 0..10 {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, format!("{i}")).unwrap();
             let fd = opath(&p);
             let k = key(&fd);
-            ids.push((t.lookup(k, fd), k));
+            ids.push((t.lookup(k, fd).id, k));
         }
         let s = t.stats();
         assert_eq!((s.nodes, s.pinned, s.cached_fds), (11, 1, 3));
@@ -463,5 +648,202 @@ mod tests {
         }
         let s = t.stats();
         assert_eq!((s.nodes, s.cached_fds), (1, 0));
+    }
+
+    #[test]
+    fn generations_are_stable_hashes_of_handles() {
+        // ext4's FILEID_INO32_GEN: inode 1, i_generation 2, then the same inode number reused by a
+        // file of generation 3. The value is pinned: handles given out before a restart must still
+        // carry the same generation after it.
+        let old = FileHandle::from_parts(1, &[1, 0, 0, 0, 2, 0, 0, 0]);
+        let reused = FileHandle::from_parts(1, &[1, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(generation_of(&old), 0x0c69_cfc7);
+        assert_eq!(generation_of(&old), generation_of(&old.clone()));
+        assert_eq!(generation_of(&reused), 0xbc3d_90b6);
+        let other_type = FileHandle::from_parts(2, old.bytes());
+        assert_ne!(generation_of(&other_type), generation_of(&old));
+    }
+
+    /// A table over `dir` whose nodes are anchored by handle (no open_by_handle_at is needed for
+    /// the pure bookkeeping below, only name_to_handle_at, which any user may call). `None` where
+    /// the filesystem has no handles.
+    fn handle_table(dir: &std::path::Path, max_forgotten: usize) -> Option<InodeTable> {
+        let root = opath(dir);
+        handle_of(root.as_fd()).ok()?;
+        let rk = key(&root);
+        let mount_fd = OwnedFd::from(std::fs::File::open(dir).unwrap());
+        Some(InodeTable::new(root, rk, Some(mount_fd), 8, max_forgotten))
+    }
+
+    /// A new file `name` in `dir`: an `O_PATH` descriptor, its key and its handle.
+    fn new_file(dir: &std::path::Path, name: &str) -> (OwnedFd, InodeKey, FileHandle) {
+        let p = dir.join(name);
+        std::fs::write(&p, name).unwrap();
+        let fd = opath(&p);
+        let h = handle_of(fd.as_fd()).unwrap();
+        let k = key(&fd);
+        (fd, k, h)
+    }
+
+    #[test]
+    fn forgotten_nodes_are_kept_bounded_and_revived_under_their_id() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let Some(t) = handle_table(dir.path(), 2) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let files: Vec<_> = (0..3)
+            .map(|i| new_file(dir.path(), &format!("f{i}")))
+            .collect();
+        let entries: Vec<EntryId> = files
+            .iter()
+            .map(|(fd, k, _)| t.lookup(*k, fd.try_clone().unwrap()))
+            .collect();
+        for ((_, _, h), e) in files.iter().zip(&entries) {
+            assert_eq!(e.generation, generation_of(h));
+            assert_eq!(t.lookup_id(e.id), Some(*e), "a live node is found by id");
+            t.forget(e.id, 2);
+        }
+        // The oldest forgotten handle made room for the newest.
+        assert_eq!(t.stats().forgotten, 2);
+        assert_eq!(t.stats().nodes, 1);
+        assert_eq!(
+            t.lookup_id(entries[1].id),
+            None,
+            "forgotten nodes are not live"
+        );
+        let revive = |i: usize| {
+            let (fd, k, h) = &files[i];
+            t.revive(entries[i].id, *k, h.clone(), fd.try_clone().unwrap())
+        };
+        // Revived: same id, same generation, one lookup; a second request counts another one.
+        assert_eq!(revive(1), Some(entries[1]));
+        assert_eq!(revive(1), Some(entries[1]));
+        assert_eq!(t.stats().forgotten, 1, "a live node needs no kept handle");
+        assert_eq!(
+            t.lookup_known(files[1].1).map(|k| k.id),
+            Some(entries[1].id)
+        );
+        t.forget(entries[1].id, 3);
+        assert_eq!(t.stats().nodes, 1);
+        // The id must be the one asked for: not if it now names another object, nor if the object
+        // is registered under another id.
+        let (fd0, k0, _) = &files[0];
+        assert_eq!(t.lookup(*k0, fd0.try_clone().unwrap()), entries[0]);
+        let (fd2, _, h2) = &files[2];
+        assert_eq!(
+            t.revive(
+                entries[0].id,
+                files[2].1,
+                h2.clone(),
+                fd2.try_clone().unwrap()
+            ),
+            None
+        );
+        assert_eq!(
+            t.revive(99, *k0, files[0].2.clone(), fd0.try_clone().unwrap()),
+            None
+        );
+        // Same id and key but another handle: a stale object, not this one.
+        assert_eq!(
+            t.revive(entries[0].id, *k0, h2.clone(), fd0.try_clone().unwrap()),
+            None
+        );
+        t.forget(entries[0].id, 1);
+        assert_eq!(t.stats().nodes, 1);
+    }
+
+    #[test]
+    fn a_new_node_takes_its_id_from_the_forgotten() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let Some(t) = handle_table(dir.path(), 4) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let (fd, k, h) = new_file(dir.path(), "f");
+        let e = t.lookup(k, fd.try_clone().unwrap());
+        t.forget(e.id, 1);
+        assert_eq!(t.stats().forgotten, 1);
+        // Registered again by name (natural id: the same one): the kept handle is dropped.
+        assert_eq!(t.lookup(k, fd.try_clone().unwrap()), e);
+        assert_eq!(t.stats().forgotten, 0);
+        // A retired node (its inode number went to a new object) is not kept when forgotten, and
+        // does not take the key of the node registered after it.
+        t.lookup_known(k).unwrap();
+        t.retire(e.id);
+        let newer = t.lookup(k, fd.try_clone().unwrap());
+        assert_ne!(newer.id, e.id, "the retired node still holds its id");
+        t.forget(e.id, 1);
+        assert_eq!(t.stats().forgotten, 0);
+        assert_eq!(t.lookup_known(k).map(|k| k.id), Some(newer.id));
+        t.forget(newer.id, 2);
+        assert_eq!(t.stats().forgotten, 1);
+        assert!(t.revive(newer.id, k, h, fd).is_some());
+    }
+
+    #[test]
+    fn pinned_nodes_and_a_zero_bound_keep_nothing() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let (fd, k, _) = new_file(dir.path(), "f");
+        // Without a mount descriptor nodes pin their descriptors: nothing to find them again by.
+        let root = opath(dir.path());
+        let rk = key(&root);
+        let pinned = InodeTable::new(root, rk, None, 8, 4);
+        let e = pinned.lookup(k, fd.try_clone().unwrap());
+        pinned.forget(e.id, 1);
+        assert_eq!(pinned.stats().forgotten, 0);
+        assert_eq!(
+            pinned.refind(e.id).unwrap_err().raw_os_error(),
+            Some(libc::ESTALE)
+        );
+        let Some(t) = handle_table(dir.path(), 0) else {
+            return;
+        };
+        let e = t.lookup(k, fd);
+        t.forget(e.id, 1);
+        assert_eq!(t.stats().forgotten, 0);
+    }
+
+    #[test]
+    fn refind_opens_forgotten_nodes_and_refuses_removed_ones() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("open_by_handle_at needs CAP_DAC_READ_SEARCH; skipping");
+            return;
+        }
+        let Some(t) = handle_table(dir.path(), 4) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let (fd, k, _) = new_file(dir.path(), "f");
+        let e = t.lookup(k, fd);
+        t.forget(e.id, 1);
+        let (found, st) = t.refind(e.id).unwrap();
+        assert_eq!(found, e);
+        assert_eq!(key_of_stat(&st), k);
+        assert_eq!(key(&t.fd(e.id).unwrap()), k);
+        t.forget(e.id, 1);
+        let stale = |id| t.refind(id).unwrap_err().raw_os_error();
+        assert_eq!(stale(12345), Some(libc::ESTALE), "never known");
+        // Removed but still open: the handle opens, but a file without links is gone for handles.
+        let open = std::fs::File::open(dir.path().join("f")).unwrap();
+        std::fs::remove_file(dir.path().join("f")).unwrap();
+        assert_eq!(stale(e.id), Some(libc::ESTALE));
+        assert_eq!(t.stats().forgotten, 0, "a removed file's handle is dropped");
+        drop(open);
+        // Removed and closed: the handle no longer opens.
+        let (fd, k, _) = new_file(dir.path(), "g");
+        let e = t.lookup(k, fd);
+        t.forget(e.id, 1);
+        std::fs::remove_file(dir.path().join("g")).unwrap();
+        assert_eq!(stale(e.id), Some(libc::ESTALE));
+        assert_eq!(t.stats().forgotten, 0);
+    }
+
+    fn key_of_stat(st: &rustix::fs::Stat) -> InodeKey {
+        InodeKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
     }
 }

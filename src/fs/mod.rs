@@ -12,6 +12,7 @@ mod attrs;
 mod creds;
 mod dirs;
 mod dirstream;
+mod export;
 mod files;
 mod filesystem;
 mod handles;
@@ -40,7 +41,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
 use crate::reactor::ReactorHandle;
 use handles::HandleTable;
-use inodes::{InodeKey, InodeTable};
+use inodes::{EntryId, InodeKey, InodeTable};
 
 /// Settings of the filesystem (not of the mount: those live in the CLI).
 #[derive(Debug, Clone)]
@@ -59,6 +60,11 @@ pub struct FsConfig {
     /// Most backing descriptors kept open for the inodes the kernel remembers (the rest are
     /// reopened by file handle when needed).
     pub max_cached_fds: usize,
+    /// Most forgotten nodes whose file handles are kept (an LRU by node id), so that a file handle
+    /// of the mount (name_to_handle_at, NFS export) still opens after the kernel dropped the node
+    /// from its caches. Memory grows with use, to about 130 bytes an entry (measured with 8- to
+    /// 20-byte handles: 8.5 MiB at the default of 65536); 0 keeps none.
+    pub max_forgotten_handles: usize,
     /// Who writes buffered (non-O_DIRECT) writes to the backing file.
     pub buffered_writes: BufferedWrites,
     /// Most background requests (readahead, asynchronous direct I/O, writeback) the kernel sends at
@@ -87,6 +93,7 @@ impl Default for FsConfig {
             read_only: false,
             keep_cache: true,
             max_cached_fds: 16384,
+            max_forgotten_handles: 65536,
             buffered_writes: BufferedWrites::Inline,
             max_background: 64,
         }
@@ -178,7 +185,13 @@ impl PassthroughFs {
         rustix::process::umask(Mode::empty());
         tracing::debug!(use_handles, "inode table");
         Ok(PassthroughFs {
-            inodes: InodeTable::new(root, key_of(&st), mount_fd, config.max_cached_fds),
+            inodes: InodeTable::new(
+                root,
+                key_of(&st),
+                mount_fd,
+                config.max_cached_fds,
+                config.max_forgotten_handles,
+            ),
             config,
             reactor,
             handles: HandleTable::default(),
@@ -214,46 +227,38 @@ impl PassthroughFs {
         pfd: &OwnedFd,
         name: &OsStr,
         caller: creds::Caller,
-    ) -> OpResult<(u64, Stat)> {
-        let (id, st) = self.lookup_child(parent, name)?;
-        match self.give_to_caller(pfd, id, caller) {
-            Ok(false) => Ok((id, st)),
+    ) -> OpResult<(EntryId, Stat)> {
+        let (entry, st) = self.lookup_child(parent, name)?;
+        match self.give_to_caller(pfd, entry.id, caller) {
+            Ok(false) => Ok((entry, st)),
             Ok(true) => {
-                let fd = self.node_fd(id)?;
-                Ok((id, rustix::fs::fstat(&*fd).map_err(errno).unwrap_or(st)))
+                let fd = self.node_fd(entry.id)?;
+                Ok((entry, rustix::fs::fstat(&*fd).map_err(errno).unwrap_or(st)))
             }
             Err(e) => {
-                self.inodes.forget(id, 1);
+                self.inodes.forget(entry.id, 1);
                 Err(e)
             }
         }
     }
 
     /// Looks `name` up in `parent`, counting one kernel lookup of the result.
-    fn lookup_child(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
-        let (id, st) = self.lookup_child_inner(parent, name)?;
+    fn lookup_child(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
+        let (entry, st) = self.lookup_child_inner(parent, name)?;
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-            self.inodes.set_link_name(id, parent, name);
+            self.inodes.set_link_name(entry.id, parent, name);
         }
-        Ok((id, st))
+        Ok((entry, st))
     }
 
-    fn lookup_child_inner(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
+    fn lookup_child_inner(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
         let st = rustix::fs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
-        if let Some(known) = self.inodes.lookup_known(key_of(&st)) {
-            match known.check {
-                None => return Ok((known.id, st)),
-                Some(h) => {
-                    let found = crate::sys::handle::handle_of_child(pfd.as_fd(), name);
-                    if found.as_ref().is_ok_and(|f| *f == h) {
-                        return Ok((known.id, st));
-                    }
-                    // The inode number was reused by a new object: this is not that node.
-                    self.inodes.retire(known.id);
-                }
-            }
+        if let Some(entry) = self.known_entry(key_of(&st), || {
+            crate::sys::handle::handle_of_child(pfd.as_fd(), name)
+        }) {
+            return Ok((entry, st));
         }
         let fd = rustix::fs::openat(
             &*pfd,
@@ -264,8 +269,29 @@ impl PassthroughFs {
         .map_err(errno)?;
         // The name may have been replaced between the stat and the open: trust what was opened.
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
-        let id = self.inodes.lookup(key_of(&st), fd);
-        Ok((id, st))
+        Ok((self.inodes.lookup(key_of(&st), fd), st))
+    }
+
+    /// The node registered for `key`, counting one lookup, unless it is a stale node whose inode
+    /// number a new object reused (see [`InodeTable::lookup_known`]): then `found` gives the
+    /// handle of the object found now, to compare with the node's.
+    fn known_entry(
+        &self,
+        key: InodeKey,
+        found: impl FnOnce() -> io::Result<crate::sys::handle::FileHandle>,
+    ) -> Option<EntryId> {
+        let known = self.inodes.lookup_known(key)?;
+        if let Some(h) = &known.check
+            && !found().is_ok_and(|f| f == *h)
+        {
+            // The inode number was reused by a new object: this is not that node.
+            self.inodes.retire(known.id);
+            return None;
+        }
+        Some(EntryId {
+            id: known.id,
+            generation: known.generation,
+        })
     }
 }
 

@@ -7,11 +7,18 @@ use fuser::Errno;
 use rustix::fs::{AtFlags, FileType as RxFileType, RenameFlags, Stat};
 
 use super::creds::Caller;
+use super::inodes::EntryId;
 use super::{OpResult, PassthroughFs, check_name, errno};
 
 impl PassthroughFs {
-    pub(super) fn op_lookup(&self, parent: u64, name: &OsStr) -> OpResult<(u64, Stat)> {
-        self.lookup_child(parent, name)
+    pub(super) fn op_lookup(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
+        // Only the kernel's file-handle code looks up "." and ".." (see export.rs); path walks
+        // resolve them itself.
+        match name.as_encoded_bytes() {
+            b"." => self.lookup_self(parent),
+            b".." => self.lookup_parent(parent),
+            _ => self.lookup_child(parent, name),
+        }
     }
 
     pub(super) fn op_mkdir(
@@ -20,7 +27,7 @@ impl PassthroughFs {
         name: &OsStr,
         mode: u32,
         caller: Caller,
-    ) -> OpResult<(u64, Stat)> {
+    ) -> OpResult<(EntryId, Stat)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
@@ -36,7 +43,7 @@ impl PassthroughFs {
         mode: u32,
         rdev: u32,
         caller: Caller,
-    ) -> OpResult<(u64, Stat)> {
+    ) -> OpResult<(EntryId, Stat)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
@@ -52,7 +59,7 @@ impl PassthroughFs {
         name: &OsStr,
         target: &Path,
         caller: Caller,
-    ) -> OpResult<(u64, Stat)> {
+    ) -> OpResult<(EntryId, Stat)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
@@ -65,7 +72,7 @@ impl PassthroughFs {
         ino: u64,
         newparent: u64,
         newname: &OsStr,
-    ) -> OpResult<(u64, Stat)> {
+    ) -> OpResult<(EntryId, Stat)> {
         self.check_writable()?;
         check_name(newname)?;
         let fd = self.node_fd(ino)?;

@@ -22,6 +22,26 @@ pub struct FileHandle {
     bytes: Box<[u8]>,
 }
 
+impl FileHandle {
+    /// A handle made of its parts (as name_to_handle_at(2) returns them).
+    pub fn from_parts(handle_type: i32, bytes: &[u8]) -> Self {
+        FileHandle {
+            handle_type,
+            bytes: bytes.into(),
+        }
+    }
+
+    /// The filesystem's handle type (`FILEID_*`).
+    pub fn handle_type(&self) -> i32 {
+        self.handle_type
+    }
+
+    /// The opaque handle bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// The handle of the object `fd` refers to (any descriptor, `O_PATH` included).
 pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
     handle_at(fd, c"", libc::AT_EMPTY_PATH)
