@@ -7,6 +7,7 @@
 //! buffered writes the kernel sends one at a time (see [`BufferedWrites`]). This
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
+mod atime;
 mod attr;
 mod attrs;
 mod creds;
@@ -22,6 +23,7 @@ mod replies;
 mod stats;
 mod xattrs;
 
+pub use atime::{AtimeMode, AtimeRules};
 pub use replies::FuseReplies;
 pub use stats::FsStatsSnapshot;
 
@@ -37,6 +39,7 @@ use fuser::Errno;
 use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
 use crate::reactor::ReactorHandle;
+use atime::AtimePlan;
 use handles::HandleTable;
 use inodes::{InodeKey, InodeTable};
 
@@ -59,6 +62,11 @@ pub struct FsConfig {
     pub max_cached_fds: usize,
     /// Who writes buffered (non-O_DIRECT) writes to the backing file.
     pub buffered_writes: BufferedWrites,
+    /// When reading a file through the mount updates its access time (`noatime`, `relatime`,
+    /// `strictatime`; see the `atime` module).
+    pub atime: AtimeMode,
+    /// Whether listing a directory updates its access time under `atime` (false: `nodiratime`).
+    pub diratime: bool,
 }
 
 /// Where buffered writes are written; O_DIRECT writes and the kernel's writeback flushes always go to
@@ -82,6 +90,8 @@ impl Default for FsConfig {
             keep_cache: true,
             max_cached_fds: 16384,
             buffered_writes: BufferedWrites::Inline,
+            atime: AtimeMode::Relatime,
+            diratime: true,
         }
     }
 }
@@ -99,6 +109,8 @@ pub struct PassthroughFs {
     writeback: std::sync::atomic::AtomicBool,
     /// Whether the daemon can hand new objects to their creators (it runs as root).
     is_root: bool,
+    /// How reads of the backing tree are made to follow the mount's atime rules.
+    atime: AtimePlan,
     stats: stats::FsStats,
 }
 
@@ -148,6 +160,7 @@ impl PassthroughFs {
             io::Error::new(e.kind(), format!("{}: {e}", backing.display()))
         })?;
         let st = rustix::fs::fstat(&root)?;
+        let (root, atime) = reach_with_atime_rules(root, &config)?;
         raise_fd_limit();
         let is_root = rustix::process::geteuid().is_root();
         // open_by_handle_at needs CAP_DAC_READ_SEARCH and a filesystem that exports handles;
@@ -175,6 +188,7 @@ impl PassthroughFs {
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
             is_root,
+            atime,
             stats: stats::FsStats::default(),
         })
     }
@@ -251,6 +265,34 @@ impl PassthroughFs {
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
         let id = self.inodes.lookup(key_of(&st), fd);
         Ok((id, st))
+    }
+}
+
+/// The root to reach the backing tree through, so that the daemon's reads of it follow the mount's
+/// atime rules (see the `atime` module), and how.
+fn reach_with_atime_rules(root: OwnedFd, config: &FsConfig) -> io::Result<(OwnedFd, AtimePlan)> {
+    let want = AtimeRules::new(config.atime, config.diratime);
+    let backing = AtimeRules::of_mount(rustix::fs::fstatvfs(&root)?.f_flag);
+    let plan = want.plan(&backing);
+    tracing::debug!(?want, ?backing, ?plan, "access times");
+    if !plan.private_tree {
+        return Ok((root, plan));
+    }
+    let tree = crate::sys::mount::clone_tree(root.as_fd()).and_then(|tree| {
+        let (set, clear) = want.mount_attrs();
+        crate::sys::mount::set_tree_attrs(tree.as_fd(), set, clear)?;
+        Ok(tree)
+    });
+    match tree {
+        Ok(tree) => Ok((tree, plan)),
+        Err(e) => {
+            let plan = AtimePlan::without_private_tree(&want, &backing);
+            tracing::warn!(
+                "cannot give the backing directory the mount's access-time rules ({e}); reads \
+                 update access times as its own mount says ({backing:?})"
+            );
+            Ok((root, plan))
+        }
     }
 }
 
