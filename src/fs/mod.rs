@@ -111,6 +111,10 @@ pub struct PassthroughFs {
     is_root: bool,
     /// How reads of the backing tree are made to follow the mount's atime rules.
     atime: AtimePlan,
+    /// The backing directory on its own mount, held while the tree is reached through a private
+    /// copy of that mount: it keeps the mount busy, so it cannot be unmounted under us unnoticed
+    /// (the copy would keep its filesystem alive, detached).
+    _backing_mount: Option<OwnedFd>,
     stats: stats::FsStats,
 }
 
@@ -160,7 +164,7 @@ impl PassthroughFs {
             io::Error::new(e.kind(), format!("{}: {e}", backing.display()))
         })?;
         let st = rustix::fs::fstat(&root)?;
-        let (root, atime) = reach_with_atime_rules(root, &config)?;
+        let (root, atime, backing_mount) = reach_with_atime_rules(root, &config)?;
         raise_fd_limit();
         let is_root = rustix::process::geteuid().is_root();
         // open_by_handle_at needs CAP_DAC_READ_SEARCH and a filesystem that exports handles;
@@ -189,6 +193,7 @@ impl PassthroughFs {
             writeback: std::sync::atomic::AtomicBool::new(false),
             is_root,
             atime,
+            _backing_mount: backing_mount,
             stats: stats::FsStats::default(),
         })
     }
@@ -269,14 +274,24 @@ impl PassthroughFs {
 }
 
 /// The root to reach the backing tree through, so that the daemon's reads of it follow the mount's
-/// atime rules (see the `atime` module), and how.
-fn reach_with_atime_rules(root: OwnedFd, config: &FsConfig) -> io::Result<(OwnedFd, AtimePlan)> {
-    let want = AtimeRules::new(config.atime, config.diratime);
+/// atime rules (see the `atime` module); how; and, when that root is a private copy of the backing
+/// mount, the original root, to hold.
+fn reach_with_atime_rules(
+    root: OwnedFd,
+    config: &FsConfig,
+) -> io::Result<(OwnedFd, AtimePlan, Option<OwnedFd>)> {
+    // A read-only mount changes nothing, access times included (as the kernel's touch_atime).
+    let mode = if config.read_only {
+        AtimeMode::NoAtime
+    } else {
+        config.atime
+    };
+    let want = AtimeRules::new(mode, config.diratime);
     let backing = AtimeRules::of_mount(rustix::fs::fstatvfs(&root)?.f_flag);
     let plan = want.plan(&backing);
     tracing::debug!(?want, ?backing, ?plan, "access times");
     if !plan.private_tree {
-        return Ok((root, plan));
+        return Ok((root, plan, None));
     }
     let tree = crate::sys::mount::clone_tree(root.as_fd()).and_then(|tree| {
         let (set, clear) = want.mount_attrs();
@@ -284,14 +299,14 @@ fn reach_with_atime_rules(root: OwnedFd, config: &FsConfig) -> io::Result<(Owned
         Ok(tree)
     });
     match tree {
-        Ok(tree) => Ok((tree, plan)),
+        Ok(tree) => Ok((tree, plan, Some(root))),
         Err(e) => {
             let plan = AtimePlan::without_private_tree(&want, &backing);
             tracing::warn!(
                 "cannot give the backing directory the mount's access-time rules ({e}); reads \
                  update access times as its own mount says ({backing:?})"
             );
-            Ok((root, plan))
+            Ok((root, plan, None))
         }
     }
 }
