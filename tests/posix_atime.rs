@@ -128,7 +128,7 @@ impl Env {
                 tv_nsec: UTIME_OMIT,
             },
         };
-        rustix::fs::utimensat(CWD, &self.w(rel), &times, AtFlags::empty())
+        rustix::fs::utimensat(CWD, self.w(rel), &times, AtFlags::empty())
             .unwrap_or_else(|e| panic!("set atime of {rel}: {e}"));
     }
 
@@ -159,7 +159,7 @@ impl Env {
     fn check(&self, rel: &str, start: Timespec, rule: Rule, step: &str, access: impl FnOnce()) {
         self.set_atime(rel, start);
         let before = self.atime(rel);
-        assert_eq!(before, (start.tv_sec, start.tv_nsec as i64), "{step}: set");
+        assert_eq!(before, (start.tv_sec, start.tv_nsec), "{step}: set");
         access();
         let after = self.atime(rel);
         let due = start.tv_sec < now_secs();
