@@ -1,7 +1,7 @@
 //! Access times under each atime mount option: reading a file (also one whose pages are cached, so
 //! no READ reaches the daemon), executing a script or a binary, and listing a directory update the
 //! access time exactly when the option says so — relatime (the default), noatime, strictatime,
-//! nodiratime, and never on a read-only mount.
+//! nodiratime, and never on a read-only mount or for a reader that opened the file with O_NOATIME.
 //!
 //! Each mode runs twice: on a plain directory seen through a bind mount with the same flags (the
 //! kernel's own behaviour on a local filesystem, see tests/common/bind.rs) and through an arsyncfs
@@ -18,7 +18,7 @@ mod mount;
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -250,6 +250,15 @@ fn reads(env: &Env) {
     });
     env.check("c", old(), rule, "cached read again", || {
         read_all(&env.v("c"))
+    });
+    // A reader that asks for O_NOATIME (root may) leaves the access time alone under every rule.
+    env.check("c", old(), Rule::Never, "read with O_NOATIME", || {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(env.v("c"))
+            .unwrap();
+        f.read_to_end(&mut Vec::new()).unwrap();
     });
 }
 

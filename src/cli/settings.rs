@@ -255,9 +255,7 @@ impl Settings {
         config.clone_fd = self.clone_fd && self.threads > 1;
         config
     }
-}
 
-impl Settings {
     /// The `MOUNT_ATTR_*` bits to set and clear on the mount once it is up, for the atime options
     /// fuser cannot pass (strictatime, nodiratime); `None` when there are none.
     pub fn mount_attrs_after_mount(&self) -> Option<(u64, u64)> {

@@ -102,7 +102,7 @@ impl PassthroughFs {
         if self.config.keep_cache
             && let Ok(st) = rustix::fs::fstat(&file)
             && self.stamp_unchanged(ino, &st)
-            && !(flags & libc::O_ACCMODE != libc::O_WRONLY && self.read_updates_atime(&st))
+            && !(reads_update_atime(flags) && self.read_updates_atime(&st))
         {
             fopen |= FopenFlags::FOPEN_KEEP_CACHE;
         }
@@ -359,6 +359,13 @@ impl PassthroughFs {
                 .map_err(errno)?;
         Ok(n as u32)
     }
+}
+
+/// Whether reads through a file opened with `flags` may update its access time: it is open for
+/// reading, without O_NOATIME (which the kernel allowed the caller, and the backing file is opened
+/// with too).
+fn reads_update_atime(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_WRONLY && flags & libc::O_NOATIME == 0
 }
 
 /// Writes `data` at `offset` as pwrite(2) would for the caller: all of it, or, when an error stops
