@@ -32,15 +32,18 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
   default_permissions            the kernel checks permissions (always on)
   fsname=NAME                    source shown in /proc/mounts (default: the backing path)
   subtype=NAME                   type shown as fuse.NAME (default arsyncfs)
-  dev, nodev, suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync
+  dev, nodev, suid, nosuid, exec, noexec, sync, async, dirsync
                                  the usual mount flags (default nodev,nosuid)
+  relatime, noatime, strictatime, atime, norelatime, nostrictatime, diratime, nodiratime
+                                 when reads update access times, as on a local filesystem
+                                 (default relatime)
   buffers=N, buffer_size=SIZE, ring_entries=N, spin_us=N, threads=N, max_background=N,
   clone_fd, noclone_fd, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
   buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
-  owner, group, _netdev, nofail, relatime, norelatime, strictatime, lazytime, nolazytime, diratime,
-  nodiratime, iversion, noiversion, silent, loud, user=NAME, comment=..., x-...
+  owner, group, _netdev, nofail, lazytime, nolazytime, iversion, noiversion, silent, loud,
+  user=NAME, comment=..., x-...
 
 fstab: install the binary as mount(8)'s helper too, `ln -s /usr/local/bin/arsyncfs
 /sbin/mount.fuse.arsyncfs`; run under that name it takes mount(8)'s helper arguments (-s sloppy,

@@ -6,7 +6,7 @@ use fuser::SessionACL;
 
 use super::error::CliError;
 use super::settings::Settings;
-use crate::fs::BufferedWrites;
+use crate::fs::{AtimeMode, BufferedWrites};
 
 /// Options mount(8), mount.fuse3 or an fstab line may pass that mean nothing to arsyncfs.
 const IGNORED: &[&str] = &[
@@ -20,14 +20,8 @@ const IGNORED: &[&str] = &[
     "group",
     "_netdev",
     "nofail",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
     "lazytime",
     "nolazytime",
-    "diratime",
-    "nodiratime",
     "iversion",
     "noiversion",
     "silent",
@@ -72,6 +66,13 @@ fn bad(opt: &str, why: String) -> CliError {
     CliError::usage(format!("invalid mount option '{opt}': {why}"))
 }
 
+/// `atime` / `nostrictatime`: back to the default mode if `mode` is the one in force.
+fn undo_atime(s: &mut Settings, mode: AtimeMode) {
+    if s.fs.atime == mode {
+        s.fs.atime = AtimeMode::Relatime;
+    }
+}
+
 fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
     let (key, value) = match opt.split_once('=') {
         Some((k, v)) => (k, Some(v)),
@@ -96,8 +97,16 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         "nosuid" => no_value(s, |s| s.flags.suid = Some(false)),
         "exec" => no_value(s, |s| s.flags.exec = Some(true)),
         "noexec" => no_value(s, |s| s.flags.exec = Some(false)),
-        "atime" => no_value(s, |s| s.flags.atime = Some(true)),
-        "noatime" => no_value(s, |s| s.flags.atime = Some(false)),
+        // The atime modes: a later one wins; each "no" form only undoes its own mode, and
+        // norelatime changes nothing (relatime is the kernel's default).
+        "noatime" => no_value(s, |s| s.fs.atime = AtimeMode::NoAtime),
+        "relatime" => no_value(s, |s| s.fs.atime = AtimeMode::Relatime),
+        "strictatime" => no_value(s, |s| s.fs.atime = AtimeMode::Strictatime),
+        "atime" => no_value(s, |s| undo_atime(s, AtimeMode::NoAtime)),
+        "nostrictatime" => no_value(s, |s| undo_atime(s, AtimeMode::Strictatime)),
+        "norelatime" => no_value(s, |_| {}),
+        "diratime" => no_value(s, |s| s.fs.diratime = true),
+        "nodiratime" => no_value(s, |s| s.fs.diratime = false),
         "sync" => no_value(s, |s| s.flags.sync = Some(true)),
         "async" => no_value(s, |s| s.flags.sync = Some(false)),
         "dirsync" => no_value(s, |s| s.flags.dirsync = true),
@@ -247,7 +256,7 @@ mod tests {
         let s =
             applied("defaults,auto,nouser,_netdev,nofail,x-systemd.automount,comment=x,relatime")
                 .unwrap();
-        assert_eq!(s.ignored_options.len(), 8);
+        assert_eq!(s.ignored_options.len(), 7);
         assert!(!s.fs.read_only);
     }
 
@@ -291,6 +300,24 @@ mod tests {
         assert_eq!(s.acl, SessionACL::All);
         assert_eq!(s.fsname.as_deref(), Some("a,b"));
         assert_eq!(s.subtype, "view");
+    }
+
+    #[test]
+    fn atime_modes() {
+        let mode = |list: &str| applied(list).unwrap().fs.atime;
+        assert_eq!(Settings::default().fs.atime, AtimeMode::Relatime);
+        assert_eq!(mode("noatime"), AtimeMode::NoAtime);
+        assert_eq!(mode("strictatime"), AtimeMode::Strictatime);
+        assert_eq!(mode("noatime,strictatime"), AtimeMode::Strictatime);
+        assert_eq!(mode("strictatime,relatime"), AtimeMode::Relatime);
+        assert_eq!(mode("noatime,atime"), AtimeMode::Relatime);
+        assert_eq!(mode("strictatime,atime"), AtimeMode::Strictatime);
+        assert_eq!(mode("strictatime,nostrictatime"), AtimeMode::Relatime);
+        assert_eq!(mode("noatime,nostrictatime,norelatime"), AtimeMode::NoAtime);
+        assert!(Settings::default().fs.diratime);
+        assert!(!applied("nodiratime").unwrap().fs.diratime);
+        assert!(applied("nodiratime,diratime").unwrap().fs.diratime);
+        assert!(applied("relatime=1").is_err());
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
     };
     kernel_cache.connect(session.notifier());
     drop(kernel_cache);
+    if let Some((set, clear)) = settings.mount_attrs_after_mount()
+        && let Err(e) = crate::sys::mount::set_mount_attrs(&paths.mountpoint, set, clear)
+    {
+        // Only what mountinfo shows: the filesystem applies the atime options either way.
+        tracing::warn!("cannot show the atime options on the mount's flags: {e}");
+    }
     let ours = mountinfo::find(&paths.mountpoint).ok().flatten();
     tracing::info!(
         backing = %paths.backing.display(),

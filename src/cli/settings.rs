@@ -8,7 +8,7 @@ use fuser::{MountOption, SessionACL};
 use super::args::Args;
 use super::error::CliError;
 use super::options;
-use crate::fs::FsConfig;
+use crate::fs::{AtimeMode, AtimeRules, FsConfig};
 use crate::reactor::{ALIGN, ReactorConfig};
 
 /// Default FUSE session threads. Buffered writes block the thread that writes them, so reads and
@@ -21,13 +21,13 @@ const MAX_BUFFERS: usize = 65536;
 const MAX_THREADS: usize = 64;
 const MAX_RING_ENTRIES: u32 = 32768;
 
-/// Mount flags set explicitly; `None` keeps the default (nodev, nosuid, exec, relatime, async).
+/// Mount flags set explicitly; `None` keeps the default (nodev, nosuid, exec, async). The atime
+/// options live in [`FsConfig`]: the filesystem applies them (see `fs::atime`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountFlags {
     pub dev: Option<bool>,
     pub suid: Option<bool>,
     pub exec: Option<bool>,
-    pub atime: Option<bool>,
     pub sync: Option<bool>,
     pub dirsync: bool,
 }
@@ -209,7 +209,6 @@ impl Settings {
             (f.dev, MountOption::Dev, MountOption::NoDev),
             (f.suid, MountOption::Suid, MountOption::NoSuid),
             (f.exec, MountOption::Exec, MountOption::NoExec),
-            (f.atime, MountOption::Atime, MountOption::NoAtime),
             (f.sync, MountOption::Sync, MountOption::Async),
         ];
         for (choice, yes, no) in pairs {
@@ -222,12 +221,27 @@ impl Settings {
         if f.dirsync {
             opts.push(MountOption::DirSync);
         }
+        // The only atime flag fuser passes; strictatime and nodiratime are set once mounted
+        // (`mount_attrs_after_mount`). The mount's flags only show in mountinfo: the kernel leaves
+        // access times on FUSE to the daemon.
+        if self.fs.atime == AtimeMode::NoAtime {
+            opts.push(MountOption::NoAtime);
+        }
         let mut config = fuser::Config::default();
         config.mount_options = opts;
         config.acl = self.acl;
         config.n_threads = Some(self.threads);
         config.clone_fd = self.clone_fd && self.threads > 1;
         config
+    }
+
+    /// The `MOUNT_ATTR_*` bits to set and clear on the mount once it is up, for the atime options
+    /// fuser cannot pass (strictatime, nodiratime); `None` when there are none.
+    pub fn mount_attrs_after_mount(&self) -> Option<(u64, u64)> {
+        let strict = self.fs.atime == AtimeMode::Strictatime;
+        let nodiratime = !self.fs.diratime && self.fs.atime != AtimeMode::NoAtime;
+        (strict || nodiratime)
+            .then(|| AtimeRules::new(self.fs.atime, self.fs.diratime).mount_attrs())
     }
 }
 
@@ -312,6 +326,25 @@ mod tests {
                 "{id}: {help}"
             );
         }
+    }
+
+    #[test]
+    fn atime_options_reach_the_filesystem_and_the_mount() {
+        let s = parse(&["/a", "/b"]).unwrap();
+        assert_eq!((s.fs.atime, s.fs.diratime), (AtimeMode::Relatime, true));
+        assert_eq!(s.mount_attrs_after_mount(), None);
+        let s = parse(&["-o", "noatime", "/a", "/b"]).unwrap();
+        assert_eq!(s.fs.atime, AtimeMode::NoAtime);
+        let c = s.fuser_config(Path::new("/a"));
+        assert!(c.mount_options.contains(&MountOption::NoAtime));
+        assert_eq!(s.mount_attrs_after_mount(), None);
+        let s = parse(&["-o", "strictatime,nodiratime", "/a", "/b"]).unwrap();
+        assert_eq!((s.fs.atime, s.fs.diratime), (AtimeMode::Strictatime, false));
+        let c = s.fuser_config(Path::new("/a"));
+        assert!(!c.mount_options.contains(&MountOption::NoAtime));
+        assert!(s.mount_attrs_after_mount().is_some());
+        let s = parse(&["-o", "nodiratime", "/a", "/b"]).unwrap();
+        assert!(s.mount_attrs_after_mount().is_some());
     }
 
     #[test]

@@ -45,13 +45,13 @@ enum Fill {
 impl PassthroughFs {
     pub(super) fn op_opendir(&self, ino: u64) -> OpResult<u64> {
         let fd = self.node_fd(ino)?;
-        let dir = rustix::fs::openat(
-            &*fd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if self.atime.noatime_dirs {
+            // Listing it then leaves its access time alone (noatime, nodiratime).
+            flags |= OFlags::NOATIME;
+        }
+        let dir = Self::open_backing(flags, |f| rustix::fs::openat(&*fd, ".", f, Mode::empty()))
+            .map_err(errno)?;
         let stream = DirStream::new(dir).map_err(errno)?;
         Ok(self
             .handles

@@ -19,6 +19,21 @@ use super::replies::WriteReply;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
 impl PassthroughFs {
+    /// Opens a backing file with `flags` through `open`; when `O_NOATIME` (added for a noatime
+    /// mount) is refused because the daemon neither owns the file nor has CAP_FOWNER, opens it
+    /// without, as open(2) callers do.
+    pub(super) fn open_backing(
+        flags: OFlags,
+        open: impl Fn(OFlags) -> rustix::io::Result<OwnedFd>,
+    ) -> rustix::io::Result<OwnedFd> {
+        match open(flags) {
+            Err(rustix::io::Errno::PERM) if flags.contains(OFlags::NOATIME) => {
+                open(flags - OFlags::NOATIME)
+            }
+            r => r,
+        }
+    }
+
     /// The flags the backing file is opened with for the kernel's `flags`.
     fn backing_open_flags(&self, flags: i32) -> OFlags {
         let mut f = flags & !(libc::O_NOFOLLOW | libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
@@ -30,7 +45,18 @@ impl PassthroughFs {
             }
             f &= !libc::O_APPEND;
         }
-        OFlags::from_bits_retain(f as u32) | OFlags::CLOEXEC
+        let mut oflags = OFlags::from_bits_retain(f as u32) | OFlags::CLOEXEC;
+        if self.atime.noatime_files {
+            oflags |= OFlags::NOATIME;
+        }
+        oflags
+    }
+
+    /// Whether reading the file with attributes `st` now would update its access time. Then its
+    /// cached pages must go, so that the first read reaches the daemon, whose read of the backing
+    /// file updates it (the kernel updates no access time itself, see the `atime` module).
+    fn read_updates_atime(&self, st: &Stat) -> bool {
+        self.atime.files.update_due_for(st, super::atime::now())
     }
 
     fn fopen_flags(&self) -> FopenFlags {
@@ -42,10 +68,7 @@ impl PassthroughFs {
     /// last cached its pages, so it may keep them (libfuse's auto_cache: a change made directly in
     /// the backing directory is seen at the next open, and by open files through the kernel's
     /// automatic invalidation when attributes are refreshed).
-    fn stamp_unchanged(&self, ino: u64, file: &impl AsFd) -> bool {
-        let Ok(st) = rustix::fs::fstat(file) else {
-            return false;
-        };
+    fn stamp_unchanged(&self, ino: u64, st: &Stat) -> bool {
         let stamp = DataStamp {
             mtime: (st.st_mtime, st.st_mtime_nsec as i64),
             size: st.st_size as u64,
@@ -69,17 +92,19 @@ impl PassthroughFs {
     ) -> OpResult<(u64, FopenFlags)> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
-        let file = rustix::fs::open(
-            proc_path(&*fd).as_str(),
-            self.backing_open_flags(flags),
-            Mode::empty(),
-        )
+        let file = Self::open_backing(self.backing_open_flags(flags), |f| {
+            rustix::fs::open(proc_path(&*fd).as_str(), f, Mode::empty())
+        })
         .map_err(errno)?;
         if flags & libc::O_TRUNC != 0 && caller.0 != 0 {
             self.kill_suid_sgid(ino, &file, caller.1)?;
         }
         let mut fopen = self.fopen_flags();
-        if self.config.keep_cache && self.stamp_unchanged(ino, &file) {
+        if self.config.keep_cache
+            && let Ok(st) = rustix::fs::fstat(&file)
+            && self.stamp_unchanged(ino, &st)
+            && !(reads_update_atime(flags) && self.read_updates_atime(&st))
+        {
             fopen |= FopenFlags::FOPEN_KEEP_CACHE;
         }
         if flags & libc::O_ACCMODE == libc::O_RDONLY {
@@ -108,16 +133,20 @@ impl PassthroughFs {
         // Create exclusively, so we know whether this call made the file (then it is handed to the
         // caller) or found one that appeared meanwhile (then it is opened as it is, unless the
         // caller asked for O_EXCL).
-        let (file, made) =
-            match rustix::fs::openat(&*pfd, name, oflags | OFlags::CREATE | OFlags::EXCL, perm) {
-                Ok(file) => (file, true),
-                Err(e) if e == rustix::io::Errno::EXIST && flags & libc::O_EXCL == 0 => {
-                    let file =
-                        rustix::fs::openat(&*pfd, name, oflags, Mode::empty()).map_err(errno)?;
-                    (file, false)
-                }
-                Err(e) => return Err(errno(e)),
-            };
+        let created = Self::open_backing(oflags | OFlags::CREATE | OFlags::EXCL, |f| {
+            rustix::fs::openat(&*pfd, name, f, perm)
+        });
+        let (file, made) = match created {
+            Ok(file) => (file, true),
+            Err(e) if e == rustix::io::Errno::EXIST && flags & libc::O_EXCL == 0 => {
+                let file = Self::open_backing(oflags, |f| {
+                    rustix::fs::openat(&*pfd, name, f, Mode::empty())
+                })
+                .map_err(errno)?;
+                (file, false)
+            }
+            Err(e) => return Err(errno(e)),
+        };
         let st = rustix::fs::fstat(&file).map_err(errno)?;
         // The node of this object, unless it is a stale node whose inode number the new file reused
         // (see InodeTable::lookup_known).
@@ -277,8 +306,11 @@ impl PassthroughFs {
                 // Writes through this handle changed the file as the kernel's cache knows it, so
                 // its pages stay good. A handle only read from must not record anything: the file
                 // may have changed under it, and its stamp from the open is the one to compare.
-                if self.config.keep_cache && open.writable {
-                    self.stamp_unchanged(ino, &*open.file);
+                if self.config.keep_cache
+                    && open.writable
+                    && let Ok(st) = rustix::fs::fstat(&*open.file)
+                {
+                    self.stamp_unchanged(ino, &st);
                 }
                 if !open.direct {
                     self.cache.users.closed(ino);
@@ -367,6 +399,13 @@ impl PassthroughFs {
                 .map_err(errno)?;
         Ok(n as u32)
     }
+}
+
+/// Whether reads through a file opened with `flags` may update its access time: it is open for
+/// reading, without O_NOATIME (which the kernel allowed the caller, and the backing file is opened
+/// with too).
+fn reads_update_atime(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_WRONLY && flags & libc::O_NOATIME == 0
 }
 
 /// Writes `data` at `offset` as pwrite(2) would for the caller: all of it, or, when an error stops

@@ -7,6 +7,7 @@
 //! buffered writes the kernel sends one at a time (see [`BufferedWrites`]). This
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
+mod atime;
 mod attr;
 mod attrs;
 mod creds;
@@ -25,6 +26,7 @@ mod stats;
 mod xattrs;
 
 pub use invalidate::KernelCache;
+pub use atime::{AtimeMode, AtimeRules};
 pub use replies::FuseReplies;
 pub use stats::FsStatsSnapshot;
 
@@ -40,6 +42,7 @@ use fuser::Errno;
 use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
 use crate::reactor::ReactorHandle;
+use atime::AtimePlan;
 use handles::HandleTable;
 use inodes::{EntryId, InodeKey, InodeTable};
 
@@ -71,6 +74,11 @@ pub struct FsConfig {
     /// once before it makes further ones wait (FUSE `max_background`; it counts the connection
     /// congested at 3/4 of this). fuser's own default is 16.
     pub max_background: u16,
+    /// When reading a file through the mount updates its access time (`noatime`, `relatime`,
+    /// `strictatime`; see the `atime` module).
+    pub atime: AtimeMode,
+    /// Whether listing a directory updates its access time under `atime` (false: `nodiratime`).
+    pub diratime: bool,
 }
 
 /// Where buffered writes are written; O_DIRECT writes and the kernel's writeback flushes always go to
@@ -96,6 +104,8 @@ impl Default for FsConfig {
             max_forgotten_handles: 65536,
             buffered_writes: BufferedWrites::Inline,
             max_background: 64,
+            atime: AtimeMode::Relatime,
+            diratime: true,
         }
     }
 }
@@ -113,6 +123,12 @@ pub struct PassthroughFs {
     writeback: std::sync::atomic::AtomicBool,
     /// Whether the daemon can hand new objects to their creators (it runs as root).
     is_root: bool,
+    /// How reads of the backing tree are made to follow the mount's atime rules.
+    atime: AtimePlan,
+    /// The backing directory on its own mount, held while the tree is reached through a private
+    /// copy of that mount: it keeps the mount busy, so it cannot be unmounted under us unnoticed
+    /// (the copy would keep its filesystem alive, detached).
+    _backing_mount: Option<OwnedFd>,
     stats: stats::FsStats,
     /// What the kernel caches of files, and how to make it drop it.
     cache: Arc<invalidate::KernelCache>,
@@ -164,6 +180,7 @@ impl PassthroughFs {
             io::Error::new(e.kind(), format!("{}: {e}", backing.display()))
         })?;
         let st = rustix::fs::fstat(&root)?;
+        let (root, atime, backing_mount) = reach_with_atime_rules(root, &config)?;
         raise_fd_limit();
         let is_root = rustix::process::geteuid().is_root();
         // open_by_handle_at needs CAP_DAC_READ_SEARCH and a filesystem that exports handles;
@@ -197,6 +214,8 @@ impl PassthroughFs {
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
             is_root,
+            atime,
+            _backing_mount: backing_mount,
             stats: stats::FsStats::default(),
             cache: Arc::new(invalidate::KernelCache::new()?),
         })
@@ -292,6 +311,44 @@ impl PassthroughFs {
             id: known.id,
             generation: known.generation,
         })
+    }
+}
+
+/// The root to reach the backing tree through, so that the daemon's reads of it follow the mount's
+/// atime rules (see the `atime` module); how; and, when that root is a private copy of the backing
+/// mount, the original root, to hold.
+fn reach_with_atime_rules(
+    root: OwnedFd,
+    config: &FsConfig,
+) -> io::Result<(OwnedFd, AtimePlan, Option<OwnedFd>)> {
+    // A read-only mount changes nothing, access times included (as the kernel's touch_atime).
+    let mode = if config.read_only {
+        AtimeMode::NoAtime
+    } else {
+        config.atime
+    };
+    let want = AtimeRules::new(mode, config.diratime);
+    let backing = AtimeRules::of_mount(rustix::fs::fstatvfs(&root)?.f_flag);
+    let plan = want.plan(&backing);
+    tracing::debug!(?want, ?backing, ?plan, "access times");
+    if !plan.private_tree {
+        return Ok((root, plan, None));
+    }
+    let tree = crate::sys::mount::clone_tree(root.as_fd()).and_then(|tree| {
+        let (set, clear) = want.mount_attrs();
+        crate::sys::mount::set_tree_attrs(tree.as_fd(), set, clear)?;
+        Ok(tree)
+    });
+    match tree {
+        Ok(tree) => Ok((tree, plan, Some(root))),
+        Err(e) => {
+            let plan = AtimePlan::without_private_tree(&want, &backing);
+            tracing::warn!(
+                "cannot give the backing directory the mount's access-time rules ({e}); reads \
+                 update access times as its own mount says ({backing:?})"
+            );
+            Ok((root, plan, None))
+        }
     }
 }
 

@@ -6,5 +6,6 @@
 #![allow(unsafe_code)]
 
 pub mod handle;
+pub mod mount;
 pub mod process;
 pub mod uring;
