@@ -89,16 +89,16 @@ fn unchanged_files_stay_cached_across_opens() {
     );
 }
 
-/// Buffered writes are written by the session threads (`--buffered-writes inline`, the default) or
-/// by the reactor (`reactor`); O_DIRECT writes, and under `--writeback` the kernel's flushes, always go
+/// Buffered writes are written by the reactor (`--buffered-writes reactor`, the default) or by the
+/// session threads (`inline`); O_DIRECT writes, and under `--writeback` the kernel's flushes, always go
 /// to the reactor. Every path writes the same bytes.
 #[test]
 fn buffered_writes_go_where_configured() {
     // (arguments, buffered writes inline?, fewest write requests: 16 x 4 KiB + 1 MiB direct, or
     // under writeback the 16 merged into as few as one flush)
     for (args, inline, min_writes) in [
-        (&["-v"][..], true, 17),
-        (&["-v", "--buffered-writes", "reactor"][..], false, 17),
+        (&["-v"][..], false, 17),
+        (&["-v", "--buffered-writes", "inline"][..], true, 17),
         (&["-v", "--writeback"][..], false, 2),
     ] {
         let mut m = Mounted::with_args(args);
@@ -204,23 +204,33 @@ fn writeback_flush_on_a_full_backing_fails_fsync() {
 /// and counted (a short write), then ENOSPC; the view and the backing agree on the bytes.
 #[test]
 fn buffered_write_on_a_full_backing_is_short_then_enospc() {
-    let (tmpfs, mut m) = mounted_over_full_tmpfs(&[]);
+    // Through the reactor (the default) and written by the session thread.
+    for args in [&[][..], &["--buffered-writes", "inline"][..]] {
+        short_then_enospc(args);
+    }
+}
+
+fn short_then_enospc(args: &[&str]) {
+    let (tmpfs, mut m) = mounted_over_full_tmpfs(args);
     let _tmpfs = tmpfs; // declared after `m`, so dropped before it
     let path = m.mountpoint().join("full");
     let data: Vec<u8> = (0..256 << 10).map(|i| (i % 249) as u8).collect();
     let mut f = std::fs::File::create(&path).unwrap();
     // The tmpfs is empty, so the first 64 KiB fit.
     let n = f.write(&data).unwrap();
-    assert!(n > 0 && n < data.len(), "short write expected, wrote {n}");
+    assert!(
+        n > 0 && n < data.len(),
+        "{args:?}: short write expected, wrote {n}"
+    );
     let e = f.write(&data[n..]).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{args:?}: {e}");
     drop(f);
     let view = std::fs::read(&path).unwrap();
     let backing = std::fs::read(m.backing().join("full")).unwrap();
     assert_eq!(view.len(), n);
     assert!(
         view == backing && view[..] == data[..n],
-        "view and backing differ"
+        "{args:?}: view and backing differ"
     );
     m.signal(Signal::TERM);
     assert!(m.wait_exit().success());

@@ -138,6 +138,31 @@ fn enospc_on_a_full_tmpfs() {
     r.finish();
 }
 
+/// A write answered as pwrite(2) on a full filesystem: what fits is written and counted, and the
+/// next write gets ENOSPC.
+#[test]
+fn pwrite_like_writes_are_short_then_enospc() {
+    let Some(fs) = TinyTmpfs::mount("64k") else {
+        return;
+    };
+    let (_, file) = new_file(fs.path(), "fill");
+    let r = Harness::with(ReactorConfig {
+        buffers: 1,
+        buffer_size: 256 << 10,
+        ..ReactorConfig::default()
+    });
+    let data: Vec<u8> = (0..256 << 10).map(|i| (i % 251) as u8).collect();
+    let n = r.write_as_pwrite(&file, 0, &data).unwrap();
+    assert!(n > 0 && n < data.len(), "a short count, got {n}");
+    assert_eq!(
+        errno(r.write_as_pwrite(&file, n as u64, &data[n..]).unwrap_err()),
+        libc::ENOSPC
+    );
+    assert_eq!(r.read(&file, 0, n).unwrap(), data[..n]);
+    r.close(file).unwrap();
+    r.finish();
+}
+
 /// Requests after shutdown are answered ESHUTDOWN at once, and take no buffer.
 #[test]
 fn requests_after_shutdown_get_eshutdown() {

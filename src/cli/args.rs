@@ -147,10 +147,10 @@ pub struct Args {
     #[arg(long, overrides_with = "writeback")]
     pub no_writeback: bool,
 
-    /// Who writes buffered (non-O_DIRECT) writes to the backing file: `inline`, the session thread
-    /// that received them, with pwrite(2) (fewest thread hops; the kernel sends a file's buffered
-    /// writes one at a time anyway), or `reactor`, through io_uring like the other data operations.
-    /// O_DIRECT writes always go through the reactor. [default: inline]
+    /// Who writes buffered (non-O_DIRECT) writes to the backing file: `reactor`, through io_uring
+    /// like every other data operation, or `inline`, the session thread that received them, with
+    /// pwrite(2) (fewest thread hops: faster for small writes a program waits for one by one).
+    /// O_DIRECT writes always go through the reactor. [default: reactor]
     #[arg(long, value_name = "MODE", value_parser = parse_buffered_writes)]
     pub buffered_writes: Option<BufferedWrites>,
 

@@ -324,12 +324,12 @@ mod tests {
     fn buffered_writes_mode() {
         assert_eq!(
             Settings::default().fs.buffered_writes,
-            BufferedWrites::Inline
+            BufferedWrites::Reactor
         );
-        let s = applied("buffered_writes=reactor").unwrap();
-        assert_eq!(s.fs.buffered_writes, BufferedWrites::Reactor);
-        let s = applied("buffered_writes=reactor,buffered_writes=inline").unwrap();
+        let s = applied("buffered_writes=inline").unwrap();
         assert_eq!(s.fs.buffered_writes, BufferedWrites::Inline);
+        let s = applied("buffered_writes=inline,buffered_writes=reactor").unwrap();
+        assert_eq!(s.fs.buffered_writes, BufferedWrites::Reactor);
         let e = applied("buffered_writes=sometimes").unwrap_err();
         assert!(e.message.contains("inline or reactor"), "{}", e.message);
         assert!(applied("buffered_writes").is_err());

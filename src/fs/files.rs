@@ -1,6 +1,6 @@
 //! Open files: open, create, read, write, flush, release, fsync, fallocate, lseek, copy_file_range.
-//! Reads, O_DIRECT and writeback writes, fsync, fallocate and the final close go to the reactor, which
-//! replies to the kernel; other buffered writes are written here, on the session thread (`op_write`).
+//! Reads, writes, fsync, fallocate and the final close go to the reactor, which replies to the
+//! kernel (with `--buffered-writes inline`, buffered writes are written here, on the session thread).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -264,23 +264,25 @@ impl PassthroughFs {
         {
             return reply.error(e);
         }
-        // The kernel's writeback flushes (`from_cache`) come many at once and must fail whole when
-        // they cannot be written (the kernel keeps only the error of a flush, not a short count):
-        // the reactor does both.
-        if direct {
-            let reply = WriteReply::direct(reply, self.cache.clone(), ino, offset);
-            return self.reactor.write(file, offset, data, reply);
-        }
-        if from_cache || self.config.buffered_writes == BufferedWrites::Reactor {
+        // The kernel's writeback flushes (`from_cache`) must fail whole when they cannot be
+        // written: the kernel keeps only the error of a flush, not a short count. Every other write
+        // is answered as pwrite(2) would answer it (a short count, then the error).
+        if from_cache {
             return self
                 .reactor
                 .write(file, offset, data, WriteReply::plain(reply));
         }
-        // Any other buffered write is written here, on the session thread, like a plain pwrite(2):
-        // the kernel sends a file's buffered writes one at a time, so the reactor has nothing to
-        // overlap, and filesystems without non-blocking buffered writes (ext4) run io_uring's on
-        // a kernel worker anyway — two more thread hops and a copy. Measured in
-        // docs/benchmarks-reading.md ("Buffered writes").
+        if direct {
+            let reply = WriteReply::direct(reply, self.cache.clone(), ino, offset);
+            return self.reactor.write_as_pwrite(file, offset, data, reply);
+        }
+        if self.config.buffered_writes == BufferedWrites::Reactor {
+            return self
+                .reactor
+                .write_as_pwrite(file, offset, data, WriteReply::plain(reply));
+        }
+        // `--buffered-writes inline`: written here, on the session thread, like a plain pwrite(2):
+        // no thread hop (see docs/benchmarks-reading.md, "Buffered writes").
         self.stats.inline_write();
         match write_at_most(&file, data, offset) {
             Ok(n) => reply.written(n as u32),

@@ -25,8 +25,8 @@ mod replies;
 mod stats;
 mod xattrs;
 
-pub use invalidate::KernelCache;
 pub use atime::{AtimeMode, AtimeRules};
+pub use invalidate::KernelCache;
 pub use replies::FuseReplies;
 pub use stats::FsStatsSnapshot;
 
@@ -85,11 +85,13 @@ pub struct FsConfig {
 /// the reactor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BufferedWrites {
-    /// By the session thread that received them (pwrite(2)): fewest thread hops.
+    /// By the reactor through io_uring, like every other data operation (the default: all file data
+    /// moves on io_uring).
     #[default]
-    Inline,
-    /// By the reactor through io_uring, like every other data operation.
     Reactor,
+    /// By the session thread that received them (pwrite(2)): fewest thread hops, faster for small
+    /// writes a program waits for one by one (see docs/benchmarks-reading.md, "Buffered writes").
+    Inline,
 }
 
 impl Default for FsConfig {
@@ -102,7 +104,7 @@ impl Default for FsConfig {
             keep_cache: true,
             max_cached_fds: 16384,
             max_forgotten_handles: 65536,
-            buffered_writes: BufferedWrites::Inline,
+            buffered_writes: BufferedWrites::Reactor,
             max_background: 64,
             atime: AtimeMode::Relatime,
             diratime: true,

@@ -9,7 +9,8 @@ use crossbeam_channel::Sender;
 
 use super::pool::PoolStats;
 use super::request::{
-    BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, shutdown_error,
+    BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, Shortfall,
+    shutdown_error,
 };
 use super::shared::{Message, Shared};
 
@@ -74,9 +75,27 @@ impl<C: Completions> ReactorHandle<C> {
         });
     }
 
-    /// Writes `data` at `offset`. `data` is copied into a pool buffer first, waiting for a free one if
-    /// all are in use: that wait is the backpressure that bounds memory.
+    /// Writes all of `data` at `offset`, or answers an error (the data written before the error
+    /// stays written). `data` is copied into a pool buffer first, waiting for a free one if all are
+    /// in use: that wait is the backpressure that bounds memory.
     pub fn write(&self, file: BackingFile, offset: u64, data: &[u8], done: C::Write) {
+        self.write_with(file, offset, data, Shortfall::Error, done)
+    }
+
+    /// Writes `data` at `offset` as pwrite(2) would: when an error (ENOSPC, EFBIG) stops it part
+    /// way, the answer is the count written so far, and the error comes with the next write.
+    pub fn write_as_pwrite(&self, file: BackingFile, offset: u64, data: &[u8], done: C::Write) {
+        self.write_with(file, offset, data, Shortfall::Short, done)
+    }
+
+    fn write_with(
+        &self,
+        file: BackingFile,
+        offset: u64,
+        data: &[u8],
+        shortfall: Shortfall,
+        done: C::Write,
+    ) {
         let done = PendingWrite::<C>::new(done);
         if data.len() > self.shared.pool.buffer_size() {
             return done.complete(Err(io::Error::from_raw_os_error(libc::EINVAL)));
@@ -89,6 +108,7 @@ impl<C: Completions> ReactorHandle<C> {
             file,
             offset,
             buf,
+            shortfall,
             done,
         });
     }

@@ -128,6 +128,15 @@ pub type PendingDone<C> = Pending<UnitDone<<C as Completions>::Done>>;
 /// closed when the last holder lets go, so it can never be closed under a running operation.
 pub type BackingFile = Arc<File>;
 
+/// What a write answers when an error stops it after part of its data was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortfall {
+    /// The error: the write is all or nothing to its caller.
+    Error,
+    /// The count written, as pwrite(2): the error comes with the next write.
+    Short,
+}
+
 /// One unit of work for the reactor.
 pub enum Request<C: Completions> {
     /// Read up to `len` bytes at `offset`.
@@ -142,6 +151,7 @@ pub enum Request<C: Completions> {
         file: BackingFile,
         offset: u64,
         buf: PoolBuf,
+        shortfall: Shortfall,
         done: PendingWrite<C>,
     },
     /// fsync(2), or fdatasync(2) when `datasync`.

@@ -13,7 +13,9 @@ use compio::driver::op::{CloseFile, Sync};
 use compio::runtime::submit;
 
 use super::pool::PoolBuf;
-use super::request::{BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request};
+use super::request::{
+    BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, Shortfall,
+};
 use crate::sys::uring::{Fallocate, OwnedIo};
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
@@ -35,8 +37,9 @@ pub(crate) async fn serve<C: Completions>(
             file,
             offset,
             buf,
+            shortfall,
             done,
-        } => Some(write::<C>(file, offset, buf, done).await),
+        } => Some(write::<C>(file, offset, buf, shortfall, done).await),
         Request::Sync {
             file,
             datasync,
@@ -111,11 +114,13 @@ async fn read<C: Completions>(
     buf
 }
 
-/// Writes all of `buf`'s data, continuing short writes, or answers the first error.
+/// Writes all of `buf`'s data, continuing short writes; an error that stops it is answered, or with
+/// `Shortfall::Short` after some data was written, the count written.
 async fn write<C: Completions>(
     file: BackingFile,
     offset: u64,
     buf: PoolBuf,
+    shortfall: Shortfall,
     done: PendingWrite<C>,
 ) -> PoolBuf {
     let total = buf.data().len();
@@ -134,6 +139,7 @@ async fn write<C: Completions>(
             Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => written += n.min(total - written),
             Err(e) if is_retryable(&e) => continue,
+            Err(_) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Err(e) => break Err(e),
         }
     };

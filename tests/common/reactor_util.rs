@@ -110,6 +110,17 @@ impl Harness {
         }
     }
 
+    /// A write answered as pwrite(2) would: a short count when an error stops it part way.
+    pub fn write_as_pwrite(&self, file: &Arc<File>, offset: u64, data: &[u8]) -> io::Result<usize> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.h
+            .write_as_pwrite(file.clone(), offset, data, Tagged(0, tx));
+        match one(&rx) {
+            Answer::Write(0, r) => r,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
     pub fn sync(&self, file: &Arc<File>, datasync: bool) -> io::Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.h.sync(file.clone(), datasync, Tagged(0, tx));
