@@ -536,6 +536,12 @@ fn mount_writeback() {
     run_mounted(&["--writeback"], ops_count(CI_OPS));
 }
 
+/// One reactor per CPU: requests of one file go to whichever reactor the session thread's CPU has.
+#[test]
+fn mount_reactors_per_cpu() {
+    run_mounted(&["--reactors", "0"], ops_count(CI_OPS));
+}
+
 #[test]
 #[ignore = "long form: 100,000 operations (run with --ignored, or ARSYNCFS_LONG=1)"]
 fn long_mount() {

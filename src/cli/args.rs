@@ -7,7 +7,7 @@ use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
 use super::options::{
-    parse_buffered_writes, parse_count, parse_count_as, parse_seconds, parse_size,
+    parse_buffered_writes, parse_count, parse_count_as, parse_reactors, parse_seconds, parse_size,
 };
 use crate::fs::BufferedWrites;
 
@@ -37,7 +37,7 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
   relatime, noatime, strictatime, atime, norelatime, nostrictatime, diratime, nodiratime
                                  when reads update access times, as on a local filesystem
                                  (default relatime)
-  buffers=N, buffer_size=SIZE, ring_entries=N, spin_us=N, threads=N, max_background=N,
+  buffers=N, buffer_size=SIZE, reactors=N, ring_entries=N, spin_us=N, threads=N, max_background=N,
   clone_fd, noclone_fd, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
   buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
@@ -101,6 +101,12 @@ pub struct Args {
     /// sends in one request. A multiple of 4K, from 4K to 16M. [default: 1M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub buffer_size: Option<usize>,
+
+    /// Reactor threads (each with its own io_uring and share of the buffers), pinned one per CPU; a
+    /// request goes to the reactor of the CPU its session thread runs on. 0: one per CPU. More than
+    /// the CPUs: one per CPU. [default: 1]
+    #[arg(long, value_name = "N", value_parser = parse_reactors)]
+    pub reactors: Option<usize>,
 
     /// Submission queue entries of the io_uring instance (1 to 32768). [default: 256]
     #[arg(long, value_name = "N", value_parser = parse_count_as::<u32>)]

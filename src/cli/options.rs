@@ -141,8 +141,8 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
             }
             Ok(())
         }
-        "buffers" | "buffer_size" | "ring_entries" | "spin_us" | "threads" | "max_background"
-        | "attr_timeout" | "entry_timeout" => {
+        "buffers" | "buffer_size" | "reactors" | "ring_entries" | "spin_us" | "threads"
+        | "max_background" | "attr_timeout" | "entry_timeout" => {
             let v =
                 value.ok_or_else(|| bad(opt, format!("'{key}' needs a value, e.g. {key}=N")))?;
             let with_key = |e: String| bad(opt, e);
@@ -150,6 +150,7 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
                 "buffers" => s.reactor.buffers = parse_count(v).map_err(with_key)?,
                 "buffer_size" => s.reactor.buffer_size = parse_size(v).map_err(with_key)?,
                 "ring_entries" => s.reactor.ring_entries = parse_count_as(v).map_err(with_key)?,
+                "reactors" => s.reactor.reactors = parse_reactors(v).map_err(with_key)?,
                 "max_background" => s.fs.max_background = parse_count_as(v).map_err(with_key)?,
                 "spin_us" => {
                     let us = v
@@ -175,6 +176,17 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         _ => Err(CliError::usage(format!(
             "unknown mount option '{opt}' (see `arsyncfs --help` for the supported -o options)"
         ))),
+    }
+}
+
+/// A number of reactors: a whole number, 0 meaning one per CPU.
+pub fn parse_reactors(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n <= 1024 => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} reactors is too many (at most 1024; 0 = one per CPU)"
+        )),
+        Err(_) => Err(format!("'{v}' is not a whole number")),
     }
 }
 
@@ -292,6 +304,10 @@ mod tests {
         assert_eq!(s.reactor.buffers, 64);
         assert_eq!(s.reactor.buffer_size, 256 * 1024);
         assert_eq!(s.reactor.ring_entries, 512);
+        assert_eq!(applied("reactors=0").unwrap().reactor.reactors, 0);
+        assert_eq!(applied("reactors=2").unwrap().reactor.reactors, 2);
+        assert!(applied("reactors=two").is_err());
+        assert!(applied("reactors=5000").is_err());
         assert_eq!(s.reactor.spin, Duration::from_micros(7));
         assert_eq!(s.fs.max_background, 32);
         assert_eq!(s.fs.attr_timeout, Duration::from_millis(500));

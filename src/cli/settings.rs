@@ -117,6 +117,9 @@ impl Settings {
         if let Some(n) = args.ring_entries {
             s.reactor.ring_entries = n;
         }
+        if let Some(n) = args.reactors {
+            s.reactor.reactors = n;
+        }
         if let Some(n) = args.spin_us {
             s.reactor.spin = Duration::from_micros(n);
         }
@@ -314,6 +317,7 @@ mod tests {
             ("buffers", d.buffers.to_string()),
             ("buffer_size", format!("{}M", d.buffer_size >> 20)),
             ("ring_entries", d.ring_entries.to_string()),
+            ("reactors", d.reactors.to_string()),
             ("spin_us", d.spin.as_micros().to_string()),
             (
                 "max_background",

@@ -17,6 +17,11 @@ pub struct ReactorConfig {
     /// at once. An idle reactor spends at most this much CPU after its last request. Default 50 µs
     /// (a wake-up across CPUs costs about that on a virtual machine; see docs/reactor.md).
     pub spin: Duration,
+    /// Reactor threads, each with its own runtime, ring and share of the buffers (`buffers / n`,
+    /// rounded up), pinned one per CPU of the process's affinity; a request goes to the reactor of
+    /// the CPU its sender runs on. 0 means one per CPU, and more than the CPUs means one per CPU.
+    /// Default 1 (not pinned).
+    pub reactors: usize,
 }
 
 impl Default for ReactorConfig {
@@ -26,6 +31,7 @@ impl Default for ReactorConfig {
             buffer_size: 1 << 20,
             ring_entries: 256,
             spin: Duration::from_micros(50),
+            reactors: 1,
         }
     }
 }

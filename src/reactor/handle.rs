@@ -28,43 +28,82 @@ pub struct ReactorStats {
     pub buffer_waits: u64,
 }
 
-/// A cheap, cloneable, `Send` way to give the reactor work.
+/// One reactor thread as its senders see it: its channel and what it shares with them.
+pub(super) struct Lane<C: Completions> {
+    pub tx: Sender<Message<C>>,
+    pub shared: Arc<Shared>,
+}
+
+impl ReactorStats {
+    fn plus(&self, other: &ReactorStats) -> ReactorStats {
+        ReactorStats {
+            pool: self.pool.plus(&other.pool),
+            received: self.received + other.received,
+            sleeps: self.sleeps + other.sleeps,
+            wakeups: self.wakeups + other.wakeups,
+            buffer_waits: self.buffer_waits + other.buffer_waits,
+        }
+    }
+}
+
+/// A cheap, cloneable, `Send` way to give the reactors work. With several reactors a request goes
+/// to the one of the CPU the sending thread runs on, so the hand-off wakes a thread on the same CPU.
 pub struct ReactorHandle<C: Completions> {
-    pub(super) tx: Sender<Message<C>>,
-    pub(super) shared: Arc<Shared>,
+    pub(super) lanes: Arc<[Lane<C>]>,
+    /// The lane of each CPU number; CPUs past its end take lane `cpu % lanes`.
+    pub(super) lane_of_cpu: Arc<[usize]>,
 }
 
 impl<C: Completions> Clone for ReactorHandle<C> {
     fn clone(&self) -> Self {
         ReactorHandle {
-            tx: self.tx.clone(),
-            shared: self.shared.clone(),
+            lanes: self.lanes.clone(),
+            lane_of_cpu: self.lane_of_cpu.clone(),
         }
     }
 }
 
 impl<C: Completions> ReactorHandle<C> {
-    /// Queues a request. Never blocks. If the reactor is stopping or gone, the request is answered with
-    /// `ESHUTDOWN` right here.
+    /// The reactor for a request sent from this thread now.
+    fn lane(&self) -> &Lane<C> {
+        if self.lanes.len() == 1 {
+            return &self.lanes[0];
+        }
+        let cpu = rustix::thread::sched_getcpu();
+        let i = self
+            .lane_of_cpu
+            .get(cpu)
+            .copied()
+            .unwrap_or(cpu % self.lanes.len());
+        &self.lanes[i]
+    }
+
+    /// Queues a request on the reactor of this thread's CPU. Never blocks. If the reactor is
+    /// stopping or gone, the request is answered with `ESHUTDOWN` right here.
     pub fn submit(&self, req: Request<C>) {
-        if self.shared.stopping.load(Ordering::Acquire) {
+        self.submit_to(self.lane(), req)
+    }
+
+    fn submit_to(&self, lane: &Lane<C>, req: Request<C>) {
+        let shared = &lane.shared;
+        if shared.stopping.load(Ordering::Acquire) {
             // Dropping `req` answers it with ESHUTDOWN and returns its buffer, if any, to the pool;
             // the ring below lets a reactor that waits for that buffer see it.
             drop(req);
         } else {
-            self.shared.unanswered.fetch_add(1, Ordering::AcqRel);
-            if let Err(refused) = self.tx.send(Message::Work(req)) {
+            shared.unanswered.fetch_add(1, Ordering::AcqRel);
+            if let Err(refused) = lane.tx.send(Message::Work(req)) {
                 drop(refused);
-                self.shared.unanswered.fetch_sub(1, Ordering::AcqRel);
+                shared.unanswered.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        self.shared.bell.ring();
+        shared.bell.ring();
     }
 
     /// Reads up to `len` bytes at `offset`.
     pub fn read(&self, file: BackingFile, offset: u64, len: usize, done: C::Read) {
         let done = PendingRead::<C>::new(done);
-        if len > self.shared.pool.buffer_size() {
+        if len > self.max_request_size() {
             return done.complete(Err(io::Error::from_raw_os_error(libc::EINVAL)));
         }
         self.submit(Request::Read {
@@ -97,20 +136,25 @@ impl<C: Completions> ReactorHandle<C> {
         done: C::Write,
     ) {
         let done = PendingWrite::<C>::new(done);
-        if data.len() > self.shared.pool.buffer_size() {
+        if data.len() > self.max_request_size() {
             return done.complete(Err(io::Error::from_raw_os_error(libc::EINVAL)));
         }
-        let Ok(mut buf) = self.shared.pool.take_blocking() else {
+        // The buffer comes from the pool of the reactor that will write it.
+        let lane = self.lane();
+        let Ok(mut buf) = lane.shared.pool.take_blocking() else {
             return done.complete(Err(shutdown_error()));
         };
         buf.fill_from(data);
-        self.submit(Request::Write {
-            file,
-            offset,
-            buf,
-            shortfall,
-            done,
-        });
+        self.submit_to(
+            lane,
+            Request::Write {
+                file,
+                offset,
+                buf,
+                shortfall,
+                done,
+            },
+        );
     }
 
     /// fsync(2) or, with `datasync`, fdatasync(2).
@@ -143,18 +187,35 @@ impl<C: Completions> ReactorHandle<C> {
 
     /// Largest read or write one request may carry.
     pub fn max_request_size(&self) -> usize {
-        self.shared.pool.buffer_size()
+        self.lanes[0].shared.pool.buffer_size()
     }
 
-    /// The reactor's counters now.
+    /// Number of reactor threads.
+    pub fn reactors(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The counters of all reactors together now.
     pub fn stats(&self) -> ReactorStats {
-        let c = &self.shared.counters;
-        ReactorStats {
-            pool: self.shared.pool.stats(),
-            received: c.received.load(Ordering::Relaxed),
-            sleeps: c.sleeps.load(Ordering::Relaxed),
-            wakeups: self.shared.bell.rings(),
-            buffer_waits: c.buffer_waits.load(Ordering::Relaxed),
-        }
+        self.lane_stats()
+            .into_iter()
+            .fold(ReactorStats::default(), |sum, s| sum.plus(&s))
+    }
+
+    /// The counters of each reactor now.
+    pub fn lane_stats(&self) -> Vec<ReactorStats> {
+        self.lanes
+            .iter()
+            .map(|lane| {
+                let c = &lane.shared.counters;
+                ReactorStats {
+                    pool: lane.shared.pool.stats(),
+                    received: c.received.load(Ordering::Relaxed),
+                    sleeps: c.sleeps.load(Ordering::Relaxed),
+                    wakeups: lane.shared.bell.rings(),
+                    buffer_waits: c.buffer_waits.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 }

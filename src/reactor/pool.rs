@@ -162,6 +162,21 @@ pub struct PoolStats {
     pub returned: u64,
 }
 
+impl PoolStats {
+    /// The counters of two pools together (`high_water`: the sum of both, an upper bound).
+    pub fn plus(&self, other: &PoolStats) -> PoolStats {
+        PoolStats {
+            total: self.total + other.total,
+            in_use: self.in_use + other.in_use,
+            high_water: self.high_water + other.high_water,
+            waits: self.waits + other.waits,
+            reuses: self.reuses + other.reuses,
+            taken: self.taken + other.taken,
+            returned: self.returned + other.returned,
+        }
+    }
+}
+
 /// Error of [`BufferPool::take_blocking`] once the pool has been closed for shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolClosed;
