@@ -26,7 +26,7 @@ PACKAGES=(
   procps         # ps, pgrep used to find daemons
   psmisc         # fuser(1) to find processes holding a mount
   util-linux     # mount, umount, findmnt; setpriv (tests that run commands as other users)
-  strace         # debugging
+  strace         # tests/daemon_strace.rs and tests/reactor_strace.rs: no pread/pwrite outside io_uring
   linux-perf     # profiling (issue 5 tuning)
   librsvg2-bin   # rsvg-convert: render docs/*.svg to PNG to look at them
 )
