@@ -107,6 +107,8 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         "nowriteback" | "no_writeback" | "nowriteback_cache" | "no_writeback_cache" => {
             no_value(s, |s| s.fs.writeback_cache = false)
         }
+        "passthrough" => no_value(s, |s| s.fs.passthrough = true),
+        "nopassthrough" | "no_passthrough" => no_value(s, |s| s.fs.passthrough = false),
         "debug" => no_value(s, |s| s.verbosity = s.verbosity.max(2)),
         "buffered_writes" => {
             let v = value.ok_or_else(|| {
@@ -291,6 +293,14 @@ mod tests {
         assert_eq!(s.acl, SessionACL::All);
         assert_eq!(s.fsname.as_deref(), Some("a,b"));
         assert_eq!(s.subtype, "view");
+    }
+
+    #[test]
+    fn passthrough_option() {
+        assert!(!Settings::default().fs.passthrough);
+        assert!(applied("passthrough").unwrap().fs.passthrough);
+        assert!(!applied("passthrough,nopassthrough").unwrap().fs.passthrough);
+        assert!(applied("passthrough=1").is_err());
     }
 
     #[test]

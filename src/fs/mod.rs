@@ -20,6 +20,7 @@ mod inodes;
 mod invalidate;
 mod killpriv;
 mod namespace;
+mod passthrough;
 mod replies;
 mod stats;
 mod xattrs;
@@ -71,6 +72,18 @@ pub struct FsConfig {
     /// once before it makes further ones wait (FUSE `max_background`; it counts the connection
     /// congested at 3/4 of this). fuser's own default is 16.
     pub max_background: u16,
+    /// Let the kernel read and write the backing files itself (FUSE passthrough, Linux 6.9+; the
+    /// daemon needs CAP_SYS_ADMIN). It excludes the writeback cache (see
+    /// [`FsConfig::enables_writeback_cache`]). See docs/semantics.md.
+    pub passthrough: bool,
+}
+
+impl FsConfig {
+    /// Whether these settings make the kernel cache writes (the FUSE writeback cache), which the
+    /// kernel does not combine with passthrough.
+    pub fn enables_writeback_cache(&self) -> bool {
+        self.writeback_cache
+    }
 }
 
 /// Where buffered writes are written; O_DIRECT writes and the kernel's writeback flushes always go to
@@ -96,6 +109,7 @@ impl Default for FsConfig {
             max_forgotten_handles: 65536,
             buffered_writes: BufferedWrites::Inline,
             max_background: 64,
+            passthrough: false,
         }
     }
 }
@@ -116,6 +130,10 @@ pub struct PassthroughFs {
     stats: stats::FsStats,
     /// What the kernel caches of files, and how to make it drop it.
     cache: Arc<invalidate::KernelCache>,
+    /// Whether the kernel agreed to passthrough (decided in `init`).
+    passthrough: std::sync::atomic::AtomicBool,
+    /// The backing file and mode of every node open while passthrough is on.
+    backings: passthrough::BackingRegistry<fuser::BackingId>,
 }
 
 /// Result of an operation: a value or the errno to answer.
@@ -199,6 +217,8 @@ impl PassthroughFs {
             is_root,
             stats: stats::FsStats::default(),
             cache: Arc::new(invalidate::KernelCache::new()?),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
+            backings: passthrough::BackingRegistry::default(),
         })
     }
 
