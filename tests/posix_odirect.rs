@@ -374,6 +374,13 @@ mod flush_with_direct_open {
         flush_with_direct_open(m.mountpoint(), m.backing());
         m.unmount();
     }
+
+    #[test]
+    fn mount_passthrough() {
+        let m = mount::Mounted::with_args(&["--passthrough"]);
+        flush_with_direct_open(m.mountpoint(), m.backing());
+        m.unmount();
+    }
 }
 
 /// How long the reader/writer race runs: 20 s, or ARSYNCFS_RACE_SECS.
