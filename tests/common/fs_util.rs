@@ -31,6 +31,8 @@ pub struct Env {
     pub backing: PathBuf,
     /// True when `view` is an arsyncfs mount.
     pub mounted: bool,
+    /// True when that mount has kernel passthrough (`--passthrough`).
+    pub passthrough: bool,
     _keep: Keep,
 }
 
@@ -70,6 +72,7 @@ pub fn run_plain(check: fn(&Env)) {
         view: path.clone(),
         backing: path,
         mounted: false,
+        passthrough: false,
         _keep: Keep::Plain(dir),
     };
     check(&env);
@@ -89,6 +92,7 @@ pub fn run_mounted_with(args: &[&str], check: fn(&Env)) {
         view: m.mountpoint().to_path_buf(),
         backing: m.backing().to_path_buf(),
         mounted: true,
+        passthrough: args.contains(&"--passthrough"),
         _keep: Keep::Mounted(m),
     };
     check(&env);
