@@ -37,7 +37,7 @@ REPO=$(cd "$(dirname "$SCRIPT")/.." && pwd)
 cd "$REPO"
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  sed -n '2,33p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+  sed -n '2,32p' "$SCRIPT" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
