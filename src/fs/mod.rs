@@ -5,7 +5,7 @@
 //! `O_NOFOLLOW`, so nothing can follow a symlink out of the backing tree. Data operations (read, write,
 //! fsync, fallocate, release) go to the reactor, which answers the kernel from its own thread, except
 //! buffered writes the kernel sends one at a time (see [`BufferedWrites`]). With `--passthrough`
-//! the kernel reads and writes the backing files itself (see [`passthrough`]). This
+//! the kernel reads and writes the backing files itself (see `passthrough.rs`). This
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
 mod attr;
