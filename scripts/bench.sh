@@ -13,7 +13,8 @@
 # Environment (defaults in brackets):
 #   REPS [3]           repetitions of every run
 #   RUNTIME [10]       seconds per fio run (plus RAMP seconds of ramp, default 2, 0 if RUNTIME < 5)
-#   TARGETS ["native passthrough_ll arsyncfs"]  which targets, in order
+#   TARGETS ["native passthrough_ll arsyncfs"]  which targets, in order; opt-in: arsyncfs-passthrough
+#                      (arsyncfs --passthrough: the kernel reads and writes the backing files itself)
 #   JOBS [.]           regex on job ids (seqread-1m, seqread-1m-j4, seqwrite-1m, randread-4k-qd1-io_uring,
 #                      randread-4k-qd1-libaio, randread-4k-qd32-io_uring, randread-4k-qd32-libaio,
 #                      randwrite-4k-qd32, randrw-4k-qd32-j4)
@@ -36,7 +37,7 @@ REPO=$(cd "$(dirname "$SCRIPT")/.." && pwd)
 cd "$REPO"
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  sed -n '2,33p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+  sed -n '2,32p' "$SCRIPT" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
@@ -56,7 +57,7 @@ OUT_MD=${OUT_MD:-docs/benchmarks.md}
 OUT_SVG=${OUT_SVG:-docs/benchmarks.svg}
 OUT_SCALING=${OUT_SCALING:-docs/scaling.svg}
 for t in $TARGETS; do
-  case $t in native | passthrough_ll | arsyncfs) ;; *) echo "bench.sh: unknown target: $t" >&2; exit 2 ;; esac
+  case $t in native | passthrough_ll | arsyncfs | arsyncfs-passthrough) ;; *) echo "bench.sh: unknown target: $t" >&2; exit 2 ;; esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: REPS must be a positive integer" >&2; exit 2; }
 [[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: RUNTIME must be a positive integer (seconds)" >&2; exit 2; }
@@ -74,7 +75,7 @@ AR_BIN=""
 if [[ " $TARGETS " == *" passthrough_ll "* ]]; then
   PT_BIN=$(bash scripts/bench/build-passthrough-ll.sh)
 fi
-if [[ " $TARGETS " == *" arsyncfs "* ]]; then
+if [[ " $TARGETS " == *" arsyncfs "* || " $TARGETS " == *" arsyncfs-passthrough "* ]]; then
   if [[ -n ${ARSYNCFS_BIN:-} ]]; then
     AR_BIN=$(readlink -f "$ARSYNCFS_BIN")
   else
@@ -130,6 +131,10 @@ start_target() {
     arsyncfs)
       # shellcheck disable=SC2086
       "$AR_BIN" ${ARSYNCFS_OPTS:-} "$BACKING" "$mnt" >"$WORK/$t.log" 2>&1 &
+      ;;
+    arsyncfs-passthrough)
+      # shellcheck disable=SC2086
+      "$AR_BIN" --passthrough ${ARSYNCFS_OPTS:-} "$BACKING" "$mnt" >"$WORK/$t.log" 2>&1 &
       ;;
   esac
   PID[$t]=$!

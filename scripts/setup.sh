@@ -25,7 +25,7 @@ PACKAGES=(
   python3        # transparent-use SQLite step (sqlite3 module) and bench result parsing/plots
   procps         # ps, pgrep used to find daemons
   psmisc         # fuser(1) to find processes holding a mount
-  util-linux     # mount, umount, findmnt; setpriv (tests that run commands as other users)
+  util-linux     # mount, umount, findmnt; setpriv and fincore (passthrough tests)
   strace         # tests/daemon_strace.rs and tests/reactor_strace.rs: no pread/pwrite outside io_uring
   linux-perf     # profiling (issue 5 tuning)
   librsvg2-bin   # rsvg-convert: render docs/*.svg to PNG to look at them

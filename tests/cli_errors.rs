@@ -178,6 +178,54 @@ fn bad_option_values() {
     }
 }
 
+/// Kernel passthrough and the writeback cache exclude each other, whichever way they are asked for.
+#[test]
+fn passthrough_with_writeback() {
+    let d = dirs();
+    for args in [
+        &["--passthrough", "--writeback"][..],
+        &["-o", "writeback,passthrough"],
+        &["-o", "passthrough", "--writeback"],
+    ] {
+        let mut argv: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        argv.push(d.backing.as_os_str());
+        argv.push(d.mnt.as_os_str());
+        let out = run(&argv);
+        assert_error(
+            &out,
+            USAGE,
+            "--passthrough cannot be combined with the writeback cache",
+        );
+        assert!(!is_mounted(&d.mnt));
+    }
+}
+
+/// Registering backing files needs CAP_SYS_ADMIN: without it (dropped from the bounding set, so a
+/// root process does not get it at exec) --passthrough fails before mounting.
+#[test]
+fn passthrough_without_cap_sys_admin() {
+    if !is_root() {
+        eprintln!("skipped: needs root (setpriv drops one capability of root's)");
+        return;
+    }
+    let d = dirs();
+    let out = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", "--"])
+        .arg(arsyncfs_bin())
+        .arg("--passthrough")
+        .args(paths(&d.backing, &d.mnt))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux)");
+    let out = Outcome {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_error(&out, FUSE, "--passthrough needs CAP_SYS_ADMIN");
+    assert!(!is_mounted(&d.mnt));
+}
+
 // ---- backing ----
 
 #[test]

@@ -10,7 +10,8 @@
 //! the writeback cache too), sizes included.
 //!
 //! It runs on a plain directory (the model and the operations state POSIX) and through arsyncfs,
-//! with the default settings and with the writeback cache (`--writeback`).
+//! with the default settings, with the writeback cache (`--writeback`) and with kernel passthrough
+//! (`--passthrough`).
 //! The temp dirs must be on a disk-backed filesystem (O_DIRECT): TMPDIR, or /tmp.
 //!
 //! Lengths: `cargo test --release --test integrity` runs the CI form (CI_OPS operations per
@@ -542,6 +543,12 @@ fn mount_reactors_per_cpu() {
     run_mounted(&["--reactors", "0"], ops_count(CI_OPS));
 }
 
+/// With kernel passthrough the kernel reads and writes the backing file itself.
+#[test]
+fn mount_passthrough() {
+    run_mounted(&["--passthrough"], ops_count(CI_OPS));
+}
+
 #[test]
 #[ignore = "long form: 100,000 operations (run with --ignored, or ARSYNCFS_LONG=1)"]
 fn long_mount() {
@@ -552,6 +559,12 @@ fn long_mount() {
 #[ignore = "long form: 100,000 operations (run with --ignored, or ARSYNCFS_LONG=1)"]
 fn long_mount_writeback() {
     run_mounted(&["--writeback"], ops_count(LONG_OPS).max(LONG_OPS));
+}
+
+#[test]
+#[ignore = "long form: 100,000 operations (run with --ignored, or ARSYNCFS_LONG=1)"]
+fn long_mount_passthrough() {
+    run_mounted(&["--passthrough"], ops_count(LONG_OPS).max(LONG_OPS));
 }
 
 #[test]

@@ -3,10 +3,11 @@
 //! set-group-ID bits cleared when an unprivileged user writes, sticky directories, and POSIX ACLs
 //! that deny a user or (as a default ACL) decide the mode of new files regardless of the umask.
 //!
-//! Each check runs twice: on a plain temporary directory (so it states POSIX on the backing
-//! filesystem, not arsyncfs' choices) and through an arsyncfs mount made by root with
+//! Each check runs three times: on a plain temporary directory (so it states POSIX on the backing
+//! filesystem, not arsyncfs' choices), through an arsyncfs mount made by root with
 //! `-o allow_other` (the default `Mounted` guard passes no options, and without allow_other the
-//! kernel refuses every other user; default_permissions is always on in arsyncfs).
+//! kernel refuses every other user; default_permissions is always on in arsyncfs), and through one
+//! with `--passthrough` too.
 //!
 //! The unprivileged side runs as two test users, `arsyncfs-test` and `arsyncfs-test2` (created with
 //! useradd if missing), through `setpriv --reuid --regid --init-groups /usr/bin/python3`: a small
@@ -35,6 +36,8 @@ use fs_util::{assert_same_attrs, lstat};
 struct Env {
     view: PathBuf,
     backing: PathBuf,
+    /// The view is a `--passthrough` mount: the kernel writes the backing files itself.
+    passthrough: bool,
     _keep: Keep,
 }
 
@@ -77,20 +80,27 @@ fn run_plain(check: fn(&Env)) {
     let env = Env {
         view: path.clone(),
         backing: path,
+        passthrough: false,
         _keep: Keep::Plain(dir),
     };
     check(&env);
 }
 
 fn run_mounted(check: fn(&Env)) {
+    run_mounted_with(&[], check)
+}
+
+/// Through a mount with `-o allow_other` and the extra arguments `args`.
+fn run_mounted_with(args: &[&str], check: fn(&Env)) {
     fixed_umask();
-    let m = mount::Mounted::with_args(&["-o", "allow_other"]);
+    let m = mount::Mounted::with_args(&[&["-o", "allow_other"][..], args].concat());
     // The guard's temp dir (parent of backing/ and mnt/) is 0700: open it for the test users.
     chmod(m.backing().parent().unwrap(), 0o755);
     chmod(m.backing(), 0o755);
     let env = Env {
         view: m.mountpoint().to_path_buf(),
         backing: m.backing().to_path_buf(),
+        passthrough: args.contains(&"--passthrough"),
         _keep: Keep::Mounted(m),
     };
     check(&env);
@@ -106,6 +116,10 @@ macro_rules! creds_tests {
             #[test]
             fn mount() {
                 crate::run_mounted(super::$name)
+            }
+            #[test]
+            fn mount_passthrough() {
+                crate::run_mounted_with(&["--passthrough"], super::$name)
             }
         }
     )*};
@@ -725,11 +739,17 @@ fn setid_cleared_by_every_change(env: &Env) {
         let path = env.vs(&rel);
         let r = run_as(a, &[op.replace("{}", &path), format!("stat|{path}")]);
         assert_ok(&r[0], name);
+        let want = if env.passthrough && ["pwrite", "direct"].contains(name) {
+            0o2666 // see passthrough_write_keeps_setgid_without_group_execute
+        } else {
+            0o666
+        };
         assert_eq!(
-            r[1], "ok 0 0 100666",
+            r[1],
+            format!("ok 0 0 {:o}", libc::S_IFREG | want),
             "{name}: the mode the user sees after its change"
         );
-        assert_owner_mode(env, &rel, 0, 0, libc::S_IFREG | 0o666);
+        assert_owner_mode(env, &rel, 0, 0, libc::S_IFREG | want);
     }
     assert_eq!(&fs::read(env.b("work/pwrite")).unwrap()[..8], b"buffered");
     assert_eq!(&fs::read(env.b("work/direct")).unwrap()[..4], b"dio!");
@@ -777,8 +797,39 @@ fn setgid_nogx_cleared_for_non_member(env: &Env) {
     assert_ok(&r[1], "truncate");
     assert_eq!(fs::read(env.b("work/w")).unwrap(), b"DATA");
     assert_eq!(fs::read(env.b("work/t")).unwrap(), b"da");
-    assert_owner_mode(env, "work/w", 0, 0, libc::S_IFREG | 0o666);
+    let written = if env.passthrough {
+        0o2666 // see passthrough_write_keeps_setgid_without_group_execute
+    } else {
+        0o666
+    };
+    assert_owner_mode(env, "work/w", 0, 0, libc::S_IFREG | written);
     assert_owner_mode(env, "work/t", 0, 0, libc::S_IFREG | 0o666);
+}
+
+/// Under `--passthrough` the kernel writes the backing file itself and clears set-id bits by the
+/// generic FUSE rule (a SETATTR before the write): set-user-ID always, set-group-ID only with group
+/// execute, so a write by a user outside the file's group keeps set-group-ID on a file without
+/// group execute (harmless: exec honours set-group-ID only with group execute). With group execute
+/// both go, as on a local filesystem.
+#[test]
+fn passthrough_write_keeps_setgid_without_group_execute() {
+    run_mounted_with(&["--passthrough"], |env| {
+        let a = user_a();
+        root_dir(env, "work", 0o777);
+        root_file(env, "work/nogx", b"data", 0o6666);
+        root_file(env, "work/gx", b"data", 0o6777);
+        let r = run_as(
+            a,
+            &[
+                format!("write|{}|DATA", env.vs("work/nogx")),
+                format!("write|{}|DATA", env.vs("work/gx")),
+            ],
+        );
+        assert_ok(&r[0], "write nogx");
+        assert_ok(&r[1], "write gx");
+        assert_owner_mode(env, "work/nogx", 0, 0, libc::S_IFREG | 0o2666);
+        assert_owner_mode(env, "work/gx", 0, 0, libc::S_IFREG | 0o777);
+    });
 }
 
 /// In a sticky world-writable directory a user cannot remove or rename another user's entries,

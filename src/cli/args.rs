@@ -39,7 +39,7 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
                                  (default relatime)
   buffers=N, buffer_size=SIZE, reactors=N, ring_entries=N, spin_us=N, threads=N, max_background=N,
   clone_fd, noclone_fd, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
-  buffered_writes=MODE, debug
+  passthrough, nopassthrough, buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
   owner, group, _netdev, nofail, lazytime, nolazytime, iversion, noiversion, silent, loud,
@@ -152,6 +152,16 @@ pub struct Args {
     /// Disable the FUSE writeback cache: every write goes through to the backing file.
     #[arg(long, overrides_with = "writeback")]
     pub no_writeback: bool,
+
+    /// Kernel passthrough (Linux 6.9+): the kernel reads and writes the backing files itself,
+    /// at native speed; the daemon only opens and closes them. Needs CAP_SYS_ADMIN; excludes
+    /// --writeback. [default: off]
+    #[arg(long, overrides_with = "no_passthrough")]
+    pub passthrough: bool,
+
+    /// Serve every read and write through the daemon's reactor (the default).
+    #[arg(long, overrides_with = "passthrough")]
+    pub no_passthrough: bool,
 
     /// Who writes buffered (non-O_DIRECT) writes to the backing file: `reactor`, through io_uring
     /// like every other data operation, or `inline`, the session thread that received them, with

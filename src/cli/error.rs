@@ -15,7 +15,8 @@ pub enum Failure {
     Mountpoint,
     /// The mountpoint is inside the backing tree or the other way round.
     Overlap,
-    /// /dev/fuse is missing or not permitted, or the kernel refused the mount.
+    /// /dev/fuse is missing or not permitted, the kernel refused the mount, or `--passthrough`
+    /// lacks CAP_SYS_ADMIN.
     Fuse,
     /// io_uring is unavailable.
     IoUring,
@@ -44,7 +45,8 @@ Exit status:
   3  backing directory missing, not a directory, or not readable
   4  mountpoint missing, not a directory, already a mount point, or a stale FUSE mount
   5  mountpoint inside the backing directory, or backing directory inside the mountpoint
-  6  /dev/fuse missing or not permitted, or the kernel refused the FUSE mount
+  6  /dev/fuse missing or not permitted, the kernel refused the FUSE mount, or --passthrough
+     without CAP_SYS_ADMIN
   7  io_uring unavailable";
 
 /// A failure with the one line that explains it.

@@ -116,6 +116,8 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         "nowriteback" | "no_writeback" | "nowriteback_cache" | "no_writeback_cache" => {
             no_value(s, |s| s.fs.writeback_cache = false)
         }
+        "passthrough" => no_value(s, |s| s.fs.passthrough = true),
+        "nopassthrough" | "no_passthrough" => no_value(s, |s| s.fs.passthrough = false),
         "debug" => no_value(s, |s| s.verbosity = s.verbosity.max(2)),
         "buffered_writes" => {
             let v = value.ok_or_else(|| {
@@ -334,6 +336,14 @@ mod tests {
         assert!(!applied("nodiratime").unwrap().fs.diratime);
         assert!(applied("nodiratime,diratime").unwrap().fs.diratime);
         assert!(applied("relatime=1").is_err());
+    }
+
+    #[test]
+    fn passthrough_option() {
+        assert!(!Settings::default().fs.passthrough);
+        assert!(applied("passthrough").unwrap().fs.passthrough);
+        assert!(!applied("passthrough,nopassthrough").unwrap().fs.passthrough);
+        assert!(applied("passthrough=1").is_err());
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn reactor_error(e: io::Error) -> CliError {
 pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError> {
     let paths = validate::check_paths(&settings.backing, &settings.mountpoint)?;
     validate::check_dev_fuse()?;
+    validate::check_passthrough_allowed(&settings.fs)?;
     for opt in &settings.ignored_options {
         tracing::debug!("ignoring mount option '{opt}'");
     }
@@ -100,6 +101,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         threads = settings.threads,
         buffers = settings.reactor.buffers,
         buffer_size = settings.reactor.buffer_size,
+        passthrough = settings.fs.passthrough,
         "mounted"
     );
     if settings.daemon_child

@@ -147,12 +147,19 @@ impl Settings {
         if args.no_writeback {
             s.fs.writeback_cache = false;
         }
+        if args.passthrough {
+            s.fs.passthrough = true;
+        }
+        if args.no_passthrough {
+            s.fs.passthrough = false;
+        }
         if let Some(mode) = args.buffered_writes {
             s.fs.buffered_writes = mode;
         }
         s.verbosity = s.verbosity.max(args.verbose);
         s.log_file = args.log_file;
         s.check_ranges()?;
+        super::validate::check_fs_options(&s.fs)?;
         Ok(s)
     }
 
@@ -359,6 +366,28 @@ mod tests {
         assert!(parse(&["--ring-entries", "65536", "/a", "/b"]).is_err());
         assert!(parse(&["-o", "buffers=0", "/a", "/b"]).is_err());
         assert!(parse(&["--buffer-size", "256K", "/a", "/b"]).is_ok());
+    }
+
+    #[test]
+    fn passthrough_excludes_the_writeback_cache() {
+        assert!(
+            parse(&["--passthrough", "/a", "/b"])
+                .unwrap()
+                .fs
+                .passthrough
+        );
+        for argv in [
+            &["--passthrough", "--writeback", "/a", "/b"][..],
+            &["-o", "writeback,passthrough", "/a", "/b"],
+            &["-o", "passthrough", "--writeback", "/a", "/b"],
+        ] {
+            let e = parse(argv).unwrap_err();
+            assert_eq!(e.failure, super::super::error::Failure::Usage, "{argv:?}");
+            assert!(e.message.contains("writeback"), "{}", e.message);
+        }
+        // The later choice wins before the check.
+        let s = parse(&["--passthrough", "--writeback", "--no-writeback", "/a", "/b"]).unwrap();
+        assert!(s.fs.passthrough && !s.fs.writeback_cache);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use rustix::fs::Access;
 
 use super::error::{CliError, Failure};
 use super::mountinfo;
+use crate::fs::FsConfig;
 
 /// Environment variable that points the /dev/fuse check at another path. For tests only: the
 /// mount itself always uses /dev/fuse.
@@ -184,6 +185,43 @@ pub fn check_paths(backing: &Path, mountpoint: &Path) -> Result<CheckedPaths, Cl
         backing: backing_c,
         mountpoint: mountpoint_c,
     })
+}
+
+/// Refuses filesystem settings that cannot go together.
+pub fn check_fs_options(fs: &FsConfig) -> Result<(), CliError> {
+    // Whatever enables the writeback cache (--writeback today), not only that flag.
+    if fs.passthrough && fs.enables_writeback_cache() {
+        return Err(CliError::usage(
+            "--passthrough cannot be combined with the writeback cache (--writeback): the kernel \
+             does not pass through files it caches writes of; choose one",
+        ));
+    }
+    Ok(())
+}
+
+/// `--passthrough` registers backing files with the kernel, which needs CAP_SYS_ADMIN in the
+/// effective set (checked by the kernel at each registration, so check it before mounting).
+pub fn check_passthrough_allowed(fs: &FsConfig) -> Result<(), CliError> {
+    if !fs.passthrough {
+        return Ok(());
+    }
+    let sets = rustix::thread::capabilities(None).map_err(|e| {
+        CliError::new(
+            Failure::Fuse,
+            format!("--passthrough: cannot read this process's capabilities: {e}"),
+        )
+    })?;
+    if !sets
+        .effective
+        .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+    {
+        return Err(CliError::new(
+            Failure::Fuse,
+            "--passthrough needs CAP_SYS_ADMIN (the kernel lets only it register backing files): \
+             run arsyncfs as root with that capability, or without --passthrough",
+        ));
+    }
+    Ok(())
 }
 
 /// The FUSE device to check: /dev/fuse, or the test override.

@@ -109,7 +109,10 @@ impl PassthroughFs {
                 }
             };
             rustix::fs::ftruncate(f, size).map_err(errno)?;
-            if ch.caller.0 != 0 && ch.mode.is_none() {
+            // Also after a mode set in the same request: only the kernel's own clearing sends
+            // one with a size (without KILLPRIV_V2, i.e. under --passthrough), and it keeps
+            // set-group-ID without group execute, which Linux clears for a caller outside the group.
+            if ch.caller.0 != 0 {
                 super::killpriv::kill_suid_sgid(f, ch.caller.1)?;
             }
         }

@@ -9,14 +9,23 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fuser::{Errno, FopenFlags};
+use fuser::{BackingId, Errno, FopenFlags};
 use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
 use super::creds::Caller;
 use super::handles::{Handle, OpenFile, WriteTarget};
 use super::inodes::{DataStamp, EntryId};
+use super::passthrough::{RegisterBacking, passthrough_fopen};
 use super::replies::WriteReply;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
+
+/// A new open file handle, as the kernel is told about it.
+pub(super) struct Opened {
+    pub fh: u64,
+    pub fopen: FopenFlags,
+    /// The node's backing file when the kernel serves this open itself (`--passthrough`).
+    pub backing: Option<Arc<BackingId>>,
+}
 
 impl PassthroughFs {
     /// Opens a backing file with `flags` through `open`; when `O_NOATIME` (added for a noatime
@@ -89,7 +98,8 @@ impl PassthroughFs {
         ino: u64,
         flags: i32,
         caller: (u32, u32),
-    ) -> OpResult<(u64, FopenFlags)> {
+        kernel: &impl RegisterBacking,
+    ) -> OpResult<Opened> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
         let file = Self::open_backing(self.backing_open_flags(flags), |f| {
@@ -112,7 +122,7 @@ impl PassthroughFs {
             // docs/semantics.md): spare every close(2) a FLUSH round trip.
             fopen |= FopenFlags::FOPEN_NOFLUSH;
         }
-        Ok((self.register_open(ino, file, flags), fopen))
+        Ok(self.register_open(ino, file, flags, fopen, kernel))
     }
 
     pub(super) fn op_create(
@@ -122,7 +132,8 @@ impl PassthroughFs {
         mode: u32,
         flags: i32,
         caller: Caller,
-    ) -> OpResult<(EntryId, Stat, u64, FopenFlags)> {
+        kernel: &impl RegisterBacking,
+    ) -> OpResult<(EntryId, Stat, Opened)> {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
@@ -177,26 +188,38 @@ impl PassthroughFs {
                 return Err(e);
             }
         };
-        Ok((
-            entry,
-            st,
-            self.register_open(entry.id, file, flags),
-            self.fopen_flags(),
-        ))
+        let opened = self.register_open(entry.id, file, flags, self.fopen_flags(), kernel);
+        Ok((entry, st, opened))
     }
 
-    /// Registers a backing file of node `ino`, opened with the kernel's `flags`, as a new handle.
-    fn register_open(&self, ino: u64, file: OwnedFd, flags: i32) -> u64 {
+    /// Registers a backing file of node `ino`, opened with the kernel's `flags`, as a new handle,
+    /// and decides whether the kernel serves it itself (`--passthrough`). Every open gets a handle:
+    /// the kernel may still send reads and writes for a passthrough open.
+    fn register_open(
+        &self,
+        ino: u64,
+        file: OwnedFd,
+        flags: i32,
+        fopen: FopenFlags,
+        kernel: &impl RegisterBacking,
+    ) -> Opened {
         let direct = flags & libc::O_DIRECT != 0;
         if !direct {
             self.cache.users.opened(ino);
         }
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        self.handles.insert(Handle::File(OpenFile::new(
-            File::from(file),
-            writable,
-            direct,
-        )))
+        let (served, backing) = self.route_open(ino, &file, kernel);
+        let mut open = OpenFile::new(File::from(file), writable, direct);
+        open.served = served;
+        Opened {
+            fh: self.handles.insert(Handle::File(open)),
+            fopen: if backing.is_some() {
+                passthrough_fopen(fopen)
+            } else {
+                fopen
+            },
+            backing,
+        }
     }
 
     /// Clears the set-id bits (and capabilities) of `file`, node `ino`, for a change by an
@@ -237,6 +260,7 @@ impl PassthroughFs {
 
     pub(super) fn op_read(&self, fh: u64, offset: u64, size: u32, reply: fuser::ReplyData) {
         self.stats.read(size as u64);
+        self.count_passthrough_io(fh, false);
         match self.file(fh) {
             Ok(file) => self.reactor.read(file, offset, size as usize, reply),
             Err(e) => reply.error(e),
@@ -255,6 +279,7 @@ impl PassthroughFs {
         reply: fuser::ReplyWrite,
     ) {
         self.stats.write(data.len() as u64);
+        self.count_passthrough_io(fh, true);
         let (file, direct) = match self.write_target(fh, from_cache) {
             Ok(target) => target,
             Err(e) => return reply.error(e),
@@ -317,6 +342,7 @@ impl PassthroughFs {
                 if !open.direct {
                     self.cache.users.closed(ino);
                 }
+                self.release_route(ino, open.served);
                 drop(open.buffered_twin);
                 self.reactor.close(open.file, reply)
             }

@@ -61,7 +61,13 @@ fn reply_xattr(reply: ReplyXattr, result: OpResult<XattrReply>) {
 
 impl fuser::Filesystem for PassthroughFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let wanted = InitFlags::FUSE_ASYNC_READ
+        let available = config.capabilities();
+        // The kernel drops passthrough silently when the writeback cache is on too (the command
+        // line refuses the pair).
+        let passthrough = self.config.passthrough
+            && !self.config.enables_writeback_cache()
+            && available.contains(InitFlags::FUSE_PASSTHROUGH);
+        let mut wanted = InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_MAX_PAGES
             | InitFlags::FUSE_PARALLEL_DIROPS
@@ -78,11 +84,29 @@ impl fuser::Filesystem for PassthroughFs {
             // The kernel may ask for a node it forgot by id (LOOKUP "." and ".."), so that its
             // file handles of the mount outlive its caches; see export.rs.
             | InitFlags::FUSE_EXPORT_SUPPORT;
-        let available = config.capabilities();
+        if passthrough {
+            // Under KILLPRIV_V2 the kernel leaves clearing set-id bits to the WRITE requests,
+            // which passthrough writes never send: without it the kernel clears them itself
+            // (SETATTR), at the cost of asking for security.capability before each write.
+            wanted.remove(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        }
         let _ = config.add_capabilities(wanted & available);
         if self.config.writeback_cache && available.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
             let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
             self.writeback.store(true, Ordering::Relaxed);
+        }
+        if passthrough {
+            let _ = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH);
+            // 1: backing files on a plain filesystem, and arsyncfs itself can still be a layer of
+            // an overlayfs (2 would allow backing files on an overlayfs, but no overlayfs on top
+            // of arsyncfs). A backing file too deep falls back to the daemon.
+            let _ = config.set_max_stack_depth(1);
+            self.passthrough.store(true, Ordering::Relaxed);
+        } else if self.config.passthrough {
+            tracing::warn!(
+                "the kernel does not offer FUSE passthrough (Linux 6.9+ with \
+                 CONFIG_FUSE_PASSTHROUGH): the daemon serves all reads and writes"
+            );
         }
         let max_io = self.reactor.max_request_size().min(u32::MAX as usize) as u32;
         if let Err(nearest) = config.set_max_write(max_io) {
@@ -97,6 +121,7 @@ impl fuser::Filesystem for PassthroughFs {
         tracing::info!(
             capabilities = ?(wanted & available),
             writeback = self.writeback.load(Ordering::Relaxed),
+            passthrough = self.passthrough.load(Ordering::Relaxed),
             max_io,
             max_background = self.config.max_background,
             "FUSE session initialised"
@@ -108,6 +133,7 @@ impl fuser::Filesystem for PassthroughFs {
         tracing::info!(
             inodes = ?self.inodes.stats(),
             open_handles = self.handles.len(),
+            open_passthrough_nodes = self.backings.len(),
             requests = ?self.stats.snapshot(),
             reactor = ?self.reactor.stats(),
             "FUSE session ended"
@@ -241,8 +267,11 @@ impl fuser::Filesystem for PassthroughFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.op_open(ino.0, flags.0, (req.uid(), req.gid())) {
-            Ok((fh, fopen)) => reply.opened(FileHandle(fh), fopen),
+        match self.op_open(ino.0, flags.0, (req.uid(), req.gid()), &reply) {
+            Ok(o) => match &o.backing {
+                Some(backing) => reply.opened_passthrough(FileHandle(o.fh), o.fopen, backing),
+                None => reply.opened(FileHandle(o.fh), o.fopen),
+            },
             Err(e) => reply.error(e),
         }
     }
@@ -430,14 +459,18 @@ impl fuser::Filesystem for PassthroughFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.op_create(parent.0, name, mode, flags, Caller::of(req, umask)) {
-            Ok((entry, st, fh, fopen)) => reply.created(
-                &self.config.entry_timeout,
-                &file_attr(entry.id, &st),
-                Generation(entry.generation.into()),
-                FileHandle(fh),
-                fopen,
-            ),
+        let caller = Caller::of(req, umask);
+        match self.op_create(parent.0, name, mode, flags, caller, &reply) {
+            Ok((entry, st, o)) => {
+                let (ttl, attr) = (&self.config.entry_timeout, &file_attr(entry.id, &st));
+                let (generation, fh) = (Generation(entry.generation.into()), FileHandle(o.fh));
+                match &o.backing {
+                    Some(backing) => {
+                        reply.created_passthrough(ttl, attr, generation, fh, o.fopen, backing)
+                    }
+                    None => reply.created(ttl, attr, generation, fh, o.fopen),
+                }
+            }
             Err(e) => reply.error(e),
         }
     }

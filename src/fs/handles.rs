@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::dirstream::DirStream;
+use super::passthrough::Served;
 
 /// What an `fh` refers to.
 pub enum Handle {
@@ -25,6 +26,9 @@ pub struct OpenFile {
     /// mapping's: mmap works on O_DIRECT descriptors too). Those writes are neither aligned nor
     /// meant to bypass the cache. Opened at the first such write.
     pub buffered_twin: Arc<OnceLock<Arc<File>>>,
+    /// Under `--passthrough`: who serves this open's reads and writes (the handle is registered
+    /// either way, for the requests that still come).
+    pub served: Option<Served>,
 }
 
 impl OpenFile {
@@ -34,6 +38,7 @@ impl OpenFile {
             writable,
             direct,
             buffered_twin: Arc::default(),
+            served: None,
         }
     }
 }
@@ -91,6 +96,15 @@ impl HandleTable {
             Handle::File(f) => Some(&f.file),
             Handle::Dir(_) => None,
         })
+    }
+
+    /// Who serves the handle `fh` under `--passthrough`.
+    pub fn served(&self, fh: u64) -> Option<Served> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        match map.get(&fh)? {
+            Handle::File(f) => f.served,
+            Handle::Dir(_) => None,
+        }
     }
 
     /// Where a write through `fh` goes (`from_cache`: one the kernel flushes from its page cache).

@@ -4,7 +4,8 @@
 //! node (see [`inodes`]); no full path is ever resolved, and names are single components opened with
 //! `O_NOFOLLOW`, so nothing can follow a symlink out of the backing tree. Data operations (read, write,
 //! fsync, fallocate, release) go to the reactor, which answers the kernel from its own thread, except
-//! buffered writes the kernel sends one at a time (see [`BufferedWrites`]). This
+//! buffered writes the kernel sends one at a time (see [`BufferedWrites`]). With `--passthrough`
+//! the kernel reads and writes the backing files itself (see `passthrough.rs`). This
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
 mod atime;
@@ -21,6 +22,7 @@ mod inodes;
 mod invalidate;
 mod killpriv;
 mod namespace;
+mod passthrough;
 mod replies;
 mod stats;
 mod xattrs;
@@ -79,6 +81,18 @@ pub struct FsConfig {
     pub atime: AtimeMode,
     /// Whether listing a directory updates its access time under `atime` (false: `nodiratime`).
     pub diratime: bool,
+    /// Let the kernel read and write the backing files itself (FUSE passthrough, Linux 6.9+; the
+    /// daemon needs CAP_SYS_ADMIN). It excludes the writeback cache (see
+    /// [`FsConfig::enables_writeback_cache`]). See docs/semantics.md.
+    pub passthrough: bool,
+}
+
+impl FsConfig {
+    /// Whether these settings make the kernel cache writes (the FUSE writeback cache), which the
+    /// kernel does not combine with passthrough.
+    pub fn enables_writeback_cache(&self) -> bool {
+        self.writeback_cache
+    }
 }
 
 /// Where buffered writes are written; O_DIRECT writes and the kernel's writeback flushes always go to
@@ -108,6 +122,7 @@ impl Default for FsConfig {
             max_background: 64,
             atime: AtimeMode::Relatime,
             diratime: true,
+            passthrough: false,
         }
     }
 }
@@ -134,6 +149,10 @@ pub struct PassthroughFs {
     stats: stats::FsStats,
     /// What the kernel caches of files, and how to make it drop it.
     cache: Arc<invalidate::KernelCache>,
+    /// Whether the kernel agreed to passthrough (decided in `init`).
+    passthrough: std::sync::atomic::AtomicBool,
+    /// The backing file and mode of every node open while passthrough is on.
+    backings: passthrough::BackingRegistry<fuser::BackingId>,
 }
 
 /// Result of an operation: a value or the errno to answer.
@@ -220,6 +239,8 @@ impl PassthroughFs {
             _backing_mount: backing_mount,
             stats: stats::FsStats::default(),
             cache: Arc::new(invalidate::KernelCache::new()?),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
+            backings: passthrough::BackingRegistry::default(),
         })
     }
 

@@ -12,6 +12,10 @@ pub struct FsStats {
     largest_read: AtomicU64,
     largest_write: AtomicU64,
     inline_writes: AtomicU64,
+    passthrough_opens: AtomicU64,
+    passthrough_fallbacks: AtomicU64,
+    passthrough_reads: AtomicU64,
+    passthrough_writes: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -26,6 +30,13 @@ pub struct FsStatsSnapshot {
     pub largest_write: u64,
     /// Writes the session threads wrote themselves (buffered ones; the rest went to the reactor).
     pub inline_writes: u64,
+    /// Opens the kernel serves itself (`--passthrough`).
+    pub passthrough_opens: u64,
+    /// Opens under `--passthrough` served by the daemon instead (see fs/passthrough.rs).
+    pub passthrough_fallbacks: u64,
+    /// Reads and writes that still reached the daemon through a passthrough handle.
+    pub passthrough_reads: u64,
+    pub passthrough_writes: u64,
 }
 
 impl FsStats {
@@ -45,6 +56,26 @@ impl FsStats {
         self.inline_writes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An open under `--passthrough`: served by the kernel, or a fallback to the daemon.
+    pub fn passthrough_open(&self, by_kernel: bool) {
+        let counter = if by_kernel {
+            &self.passthrough_opens
+        } else {
+            &self.passthrough_fallbacks
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A read (`write` false) or write that arrived on a handle the kernel serves itself.
+    pub fn passthrough_io(&self, write: bool) {
+        let counter = if write {
+            &self.passthrough_writes
+        } else {
+            &self.passthrough_reads
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> FsStatsSnapshot {
         FsStatsSnapshot {
             reads: self.reads.load(Ordering::Relaxed),
@@ -54,6 +85,10 @@ impl FsStats {
             largest_read: self.largest_read.load(Ordering::Relaxed),
             largest_write: self.largest_write.load(Ordering::Relaxed),
             inline_writes: self.inline_writes.load(Ordering::Relaxed),
+            passthrough_opens: self.passthrough_opens.load(Ordering::Relaxed),
+            passthrough_fallbacks: self.passthrough_fallbacks.load(Ordering::Relaxed),
+            passthrough_reads: self.passthrough_reads.load(Ordering::Relaxed),
+            passthrough_writes: self.passthrough_writes.load(Ordering::Relaxed),
         }
     }
 }
@@ -70,6 +105,10 @@ mod tests {
         s.write(1 << 20);
         s.write(4096);
         s.inline_write();
+        s.passthrough_open(true);
+        s.passthrough_open(true);
+        s.passthrough_open(false);
+        s.passthrough_io(false);
         let snap = s.snapshot();
         assert_eq!(
             (snap.reads, snap.bytes_read, snap.largest_read),
@@ -78,6 +117,15 @@ mod tests {
         assert_eq!(
             (snap.writes, snap.largest_write, snap.inline_writes),
             (2, 1 << 20, 1)
+        );
+        assert_eq!(
+            (
+                snap.passthrough_opens,
+                snap.passthrough_fallbacks,
+                snap.passthrough_reads,
+                snap.passthrough_writes
+            ),
+            (2, 1, 1, 0)
         );
     }
 }

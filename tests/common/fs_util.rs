@@ -3,7 +3,8 @@
 //! Every check is a function `fn(&Env)`: it does its operations on `env.view` and checks the results
 //! through `env.view` and in `env.backing`. [`fs_tests!`] runs each check twice: once on a plain
 //! temporary directory (view == backing, so the check is a statement about POSIX on the backing
-//! filesystem) and once through an arsyncfs mount (view = mountpoint, backing = its backing dir).
+//! filesystem), once through an arsyncfs mount (view = mountpoint, backing = its backing dir), and
+//! once through a mount with kernel passthrough (`--passthrough`).
 //!
 //! A test file includes this module together with the mount guard:
 //! ```ignore
@@ -30,6 +31,8 @@ pub struct Env {
     pub backing: PathBuf,
     /// True when `view` is an arsyncfs mount.
     pub mounted: bool,
+    /// True when that mount has kernel passthrough (`--passthrough`).
+    pub passthrough: bool,
     _keep: Keep,
 }
 
@@ -69,6 +72,7 @@ pub fn run_plain(check: fn(&Env)) {
         view: path.clone(),
         backing: path,
         mounted: false,
+        passthrough: false,
         _keep: Keep::Plain(dir),
     };
     check(&env);
@@ -77,19 +81,25 @@ pub fn run_plain(check: fn(&Env)) {
 /// Runs `check` through a fresh arsyncfs mount over a fresh backing directory. The mount guard
 /// unmounts when the check returns or panics.
 pub fn run_mounted(check: fn(&Env)) {
+    run_mounted_with(&[], check)
+}
+
+/// Like [`run_mounted`], with extra arsyncfs arguments.
+pub fn run_mounted_with(args: &[&str], check: fn(&Env)) {
     fixed_umask();
-    let m = crate::mount::Mounted::new();
+    let m = crate::mount::Mounted::with_args(args);
     let env = Env {
         view: m.mountpoint().to_path_buf(),
         backing: m.backing().to_path_buf(),
         mounted: true,
+        passthrough: args.contains(&"--passthrough"),
         _keep: Keep::Mounted(m),
     };
     check(&env);
 }
 
-/// Defines, for each named check `fn name(&Env)`, a module `name` with two tests: `plain` (on a
-/// plain directory) and `mount` (through arsyncfs).
+/// Defines, for each named check `fn name(&Env)`, a module `name` with three tests: `plain` (on a
+/// plain directory), `mount` (through arsyncfs) and `mount_passthrough` (with `--passthrough`).
 macro_rules! fs_tests {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -100,6 +110,10 @@ macro_rules! fs_tests {
             #[test]
             fn mount() {
                 crate::fs_util::run_mounted(super::$name)
+            }
+            #[test]
+            fn mount_passthrough() {
+                crate::fs_util::run_mounted_with(&["--passthrough"], super::$name)
             }
         }
     )*};
