@@ -119,6 +119,7 @@ fn has_writeback(args: &[&str]) -> bool {
 /// plain directory) and `mount` (through arsyncfs with its defaults, `--cache auto`). Written
 /// `fs_tests!(cache_modes: ...)`, it adds `mount_cache_always` and `mount_cache_never`: the same
 /// check through a mount of each of the other cache modes.
+#[allow(unused_macros)] // tests/posix_coherence.rs defines its own
 macro_rules! fs_tests {
     (cache_modes: $($name:ident),* $(,)?) => {$(
         mod $name {
