@@ -169,6 +169,11 @@ fn bad_option_values() {
         (["-o", "ro=yes"], "takes no value"),
         (["--max-background", "65536"], "'65536' is too large"),
         (["-o", "max_background=0"], "'max_background=0'"),
+        (
+            ["--cache", "sometimes"],
+            "'sometimes' is not auto, always or never",
+        ),
+        (["-o", "cache=Never"], "'cache=Never'"),
     ] {
         let mut argv: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         argv.push(d.backing.as_os_str());
@@ -186,6 +191,8 @@ fn passthrough_with_writeback() {
         &["--passthrough", "--writeback"][..],
         &["-o", "writeback,passthrough"],
         &["-o", "passthrough", "--writeback"],
+        &["--cache", "always", "--passthrough"],
+        &["-o", "passthrough,cache=always"],
     ] {
         let mut argv: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         argv.push(d.backing.as_os_str());

@@ -89,6 +89,46 @@ fn unchanged_files_stay_cached_across_opens() {
     );
 }
 
+/// What each cache mode keeps of a file read twice, through two opens and through one descriptor
+/// held open: `auto` and `always` serve the second reads from the page cache, `never` sends every
+/// read to the daemon.
+#[test]
+fn page_cache_by_cache_mode() {
+    const SIZE: usize = 1 << 20;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 239) as u8).collect();
+    for (mode, cached) in [("auto", true), ("always", true), ("never", false)] {
+        let mut m = Mounted::spawn(&["-v", "--cache", mode], |backing| {
+            std::fs::write(backing.join("f"), &data).unwrap();
+        });
+        let view = m.mountpoint().join("f");
+        assert!(std::fs::read(&view).unwrap() == data, "{mode}: first open");
+        assert!(std::fs::read(&view).unwrap() == data, "{mode}: second open");
+        let held = std::fs::File::open(&view).unwrap();
+        let mut buf = vec![0u8; SIZE];
+        for _ in 0..2 {
+            held.read_exact_at(&mut buf, 0).unwrap();
+            assert!(buf == data, "{mode}: held descriptor");
+        }
+        drop(held);
+        m.signal(Signal::TERM);
+        assert!(m.wait_exit().success());
+        let log = m.stderr();
+        let asked = logged_value(&log, "bytes_read") as usize;
+        if cached {
+            // The first open read the file (and perhaps a little readahead past it); nothing after.
+            assert!(
+                (SIZE..2 * SIZE).contains(&asked),
+                "{mode}: bytes the kernel asked the daemon for: {asked}\n{log}"
+            );
+        } else {
+            assert!(
+                asked >= 4 * SIZE,
+                "{mode}: bytes the kernel asked the daemon for: {asked}\n{log}"
+            );
+        }
+    }
+}
+
 /// Buffered writes are written by the reactor (`--buffered-writes reactor`, the default) or by the
 /// session threads (`inline`); O_DIRECT writes, and under `--writeback` the kernel's flushes, always go
 /// to the reactor. Every path writes the same bytes.
@@ -100,6 +140,9 @@ fn buffered_writes_go_where_configured() {
         (&["-v"][..], false, 17),
         (&["-v", "--buffered-writes", "inline"][..], true, 17),
         (&["-v", "--writeback"][..], false, 2),
+        (&["-v", "--cache", "always"][..], false, 2),
+        // FOPEN_DIRECT_IO: each write(2) is its own request, as without the writeback cache.
+        (&["-v", "--cache", "never"][..], false, 17),
     ] {
         let mut m = Mounted::with_args(args);
         let path = m.mountpoint().join("w");

@@ -10,8 +10,9 @@
 //! the writeback cache too), sizes included.
 //!
 //! It runs on a plain directory (the model and the operations state POSIX) and through arsyncfs,
-//! with the default settings, with the writeback cache (`--writeback`) and with kernel passthrough
-//! (`--passthrough`).
+//! with the default settings (`--cache auto`), with the writeback cache (`--writeback`), in the
+//! other cache modes (`--cache always`, `--cache never`), with kernel passthrough (`--passthrough`)
+//! and with one reactor per CPU (`--reactors 0`).
 //! The temp dirs must be on a disk-backed filesystem (O_DIRECT): TMPDIR, or /tmp.
 //!
 //! Lengths: `cargo test --release --test integrity` runs the CI form (CI_OPS operations per
@@ -547,6 +548,20 @@ fn mount_reactors_per_cpu() {
 #[test]
 fn mount_passthrough() {
     run_mounted(&["--passthrough"], ops_count(CI_OPS));
+}
+
+/// `--cache always`: a day's timeouts, the writeback cache and kept pages; the backing changes only
+/// through the mount here, so the model must hold as in the default mode.
+#[test]
+fn mount_cache_always() {
+    run_mounted(&["--cache", "always"], ops_count(CI_OPS));
+}
+
+/// `--cache never`: every read and write reaches the daemon (FOPEN_DIRECT_IO), shared mappings
+/// included through the kernel's direct-I/O mmap support.
+#[test]
+fn mount_cache_never() {
+    run_mounted(&["--cache", "never"], ops_count(CI_OPS));
 }
 
 #[test]

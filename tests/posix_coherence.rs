@@ -1,15 +1,22 @@
-//! Cache coherence with the default settings: a change made directly in the backing directory
-//! (content rewrite, size change, mtime and mode change, rename, delete, new file, a file replaced
-//! by rename as editors save) becomes visible through the mount, also to a descriptor that stays
-//! open with its pages cached. Each check runs on a plain directory (where it holds at once) and
-//! through arsyncfs (see tests/common/fs_util.rs).
+//! Cache coherence: a change made directly in the backing directory (content rewrite, size change,
+//! mtime and mode change, rename, delete, new file, a file replaced by rename as editors save)
+//! becomes visible through the mount, also to a descriptor that stays open with its pages cached.
+//! Each check runs on a plain directory (where it holds at once) and through arsyncfs in the cache
+//! modes that promise it:
+//! - `mount`: the default, `--cache auto`. Its attribute and entry timeouts are 1 s, so the kernel
+//!   asks the daemon again at most 1 s after it last did, and the daemon answers from the backing
+//!   file. Each check polls until the change shows and fails if it still does not show on a poll
+//!   that starts after DEADLINE (3 s: the 1 s timeout plus a wide margin). Because that last poll
+//!   starts after the timeout has certainly expired, a slow machine cannot make a correct
+//!   filesystem fail; only a cache that never expires can.
+//! - `mount_cache_never`: `--cache never` caches nothing, so the change must show at the first
+//!   look, with no wait, as on the plain directory. It also sees a rewrite that leaves the file's
+//!   mtime and size as they were (`rewrite_keeping_mtime_and_size`), which `auto` cannot notice in
+//!   pages it keeps.
 //!
-//! The timing assumption: arsyncfs' default attribute and entry timeouts are 1 s, so the kernel
-//! asks the daemon again at most 1 s after it last did, and the daemon answers from the backing
-//! file. Each check polls until the change shows and fails if it still does not show on a poll
-//! that starts after DEADLINE (3 s: the 1 s timeout plus a wide margin). Because that last poll
-//! starts after the timeout has certainly expired, a slow machine cannot make a correct
-//! filesystem fail; only a cache that never expires can.
+//! `--cache always` promises none of this: the backing directory is meant to change only through
+//! the mount, and the kernel may show what it cached for a day. Its tests assert that the mount
+//! works (tests/integrity.rs, fs_data.rs, posix_odirect.rs run under it), not that it is stale.
 
 #[path = "common/mount.rs"]
 mod mount;
@@ -19,6 +26,7 @@ mod rng;
 #[path = "common/fs_util.rs"]
 mod fs_util;
 
+use std::cell::Cell;
 use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -27,7 +35,30 @@ use std::time::{Duration, Instant};
 
 use fs_util::*;
 
-fs_tests!(
+/// Defines, for each check, a module with the tests `plain` and `mount_cache_never` (the change
+/// shows at once) and `mount` (`--cache auto`: it shows within DEADLINE).
+macro_rules! coherence_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn plain() {
+                super::at_once(|| crate::fs_util::run_plain(super::$name))
+            }
+            #[test]
+            fn mount() {
+                crate::fs_util::run_mounted(super::$name)
+            }
+            #[test]
+            fn mount_cache_never() {
+                super::at_once(|| {
+                    crate::fs_util::run_mounted_with(&["--cache", "never"], super::$name)
+                })
+            }
+        }
+    )*};
+}
+
+coherence_tests!(
     content_rewrite,
     size_change,
     mtime_and_mode_change,
@@ -37,23 +68,53 @@ fs_tests!(
     replaced_by_rename,
 );
 
-/// The longest a change may take to show through the mount (see the module docs).
+/// Only where nothing is cached: `auto` keeps pages while mtime and size are unchanged.
+mod rewrite_keeping_mtime_and_size {
+    #[test]
+    fn plain() {
+        super::at_once(|| crate::fs_util::run_plain(super::rewrite_keeping_mtime_and_size))
+    }
+    #[test]
+    fn mount_cache_never() {
+        super::at_once(|| {
+            crate::fs_util::run_mounted_with(
+                &["--cache", "never"],
+                super::rewrite_keeping_mtime_and_size,
+            )
+        })
+    }
+}
+
+/// The longest a change may take to show through an `auto` mount (see the module docs).
 const DEADLINE: Duration = Duration::from_secs(3);
 
-/// Polls `check` until it returns Ok; panics with its last error once a poll that started after
-/// DEADLINE still fails. Returns how long it took.
+thread_local! {
+    /// The deadline of the check running on this thread: DEADLINE, or zero under `at_once`.
+    static THIS_DEADLINE: Cell<Duration> = const { Cell::new(DEADLINE) };
+}
+
+/// Runs `test` with every change required to show at the first look.
+fn at_once(test: impl FnOnce()) {
+    THIS_DEADLINE.set(Duration::ZERO);
+    test();
+}
+
+/// Polls `check` until it returns Ok; panics with its last error once a poll that started at or
+/// after this thread's deadline still fails (with a zero deadline: the first poll must succeed).
+/// Returns how long it took.
 #[track_caller]
 fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) -> Duration {
+    let deadline = THIS_DEADLINE.get();
     let start = Instant::now();
     loop {
-        let late = start.elapsed() > DEADLINE;
+        let late = start.elapsed() >= deadline;
         match check() {
             Ok(()) => {
                 let took = start.elapsed();
                 eprintln!("{what}: visible after {took:?}");
                 return took;
             }
-            Err(e) if late => panic!("{what}: not visible after {DEADLINE:?}: {e}"),
+            Err(e) if late => panic!("{what}: not visible after {deadline:?}: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
@@ -228,6 +289,38 @@ fn rename_in_backing(env: &Env) {
     assert_eq!(pread_all(&held), b"content of a", "held descriptor");
     same_attrs(env, "b");
     same_attrs(env, "e/inner");
+}
+
+/// New bytes written in the backing file, then its mtime set back to what it was (same size): a
+/// descriptor that read the old bytes reads the new ones. Nothing in the file's attributes tells a
+/// cache that it changed, so only a mount that caches no pages (or the plain directory) sees it.
+fn rewrite_keeping_mtime_and_size(env: &Env) {
+    let old = pseudo_random(5, 64 * 1024);
+    let new = pseudo_random(6, 64 * 1024);
+    fs::write(env.b("f"), &old).unwrap();
+    age(&env.b("f"));
+    let stamp = lstat(&env.b("f"));
+    let held = File::open(env.v("f")).unwrap();
+    assert_bytes_eq(&pread_all(&held), &old, "first read through the view");
+    File::options()
+        .write(true)
+        .open(env.b("f"))
+        .and_then(|f| f.write_all_at(&new, 0))
+        .unwrap();
+    age(&env.b("f"));
+    let again = lstat(&env.b("f"));
+    assert_eq!(
+        (again.mtime(), again.mtime_nsec(), again.size()),
+        (stamp.mtime(), stamp.mtime_nsec(), stamp.size()),
+        "the backing file's mtime and size are as before"
+    );
+    eventually(
+        "rewrite with the same mtime and size, held descriptor",
+        || content_is(pread_all(&held), &new),
+    );
+    eventually("rewrite with the same mtime and size, fresh open", || {
+        content_is(fs::read(env.v("f")).unwrap(), &new)
+    });
 }
 
 /// Removed in the backing: a file, and a directory tree, vanish from the view.

@@ -3,7 +3,8 @@
 //! O_DIRECT requests get exactly what the backing file gives (EINVAL for an unaligned offset or
 //! length; a buffer misaligned in memory is invisible to a FUSE daemon, so the view may serve it);
 //! O_DIRECT reads see earlier buffered writes and buffered reads see O_DIRECT writes.
-//! Each check runs on a plain directory and through arsyncfs (see tests/common/fs_util.rs).
+//! Each check runs on a plain directory and through arsyncfs in each cache mode (see
+//! tests/common/fs_util.rs).
 //!
 //! O_DIRECT needs a backing directory on a real disk: the temp dirs are made under TMPDIR (or
 //! /tmp), and every check first makes sure the backing filesystem accepts O_DIRECT, failing with
@@ -28,6 +29,7 @@ use fs_util::*;
 use integrity_model::{AlignedBuf, Rng};
 
 fs_tests!(
+    cache_modes:
     fio_psync,
     fio_libaio,
     fio_io_uring,
@@ -372,6 +374,20 @@ mod flush_with_direct_open {
     #[test]
     fn mount_writeback() {
         let m = mount::Mounted::with_args(&["--writeback"]);
+        flush_with_direct_open(m.mountpoint(), m.backing());
+        m.unmount();
+    }
+
+    #[test]
+    fn mount_cache_always() {
+        let m = mount::Mounted::with_args(&["--cache", "always"]);
+        flush_with_direct_open(m.mountpoint(), m.backing());
+        m.unmount();
+    }
+
+    #[test]
+    fn mount_cache_never() {
+        let m = mount::Mounted::with_args(&["--cache", "never"]);
         flush_with_direct_open(m.mountpoint(), m.backing());
         m.unmount();
     }

@@ -7,9 +7,10 @@ use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
 use super::options::{
-    parse_buffered_writes, parse_count, parse_count_as, parse_reactors, parse_seconds, parse_size,
+    parse_buffered_writes, parse_cache_mode, parse_count, parse_count_as, parse_reactors,
+    parse_seconds, parse_size,
 };
-use crate::fs::BufferedWrites;
+use crate::fs::{BufferedWrites, CacheMode};
 
 const ABOUT: &str =
     "Mount a passthrough view of BACKING on MOUNTPOINT (FUSE, with file data moved on io_uring)";
@@ -38,7 +39,7 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
                                  when reads update access times, as on a local filesystem
                                  (default relatime)
   buffers=N, buffer_size=SIZE, reactors=N, ring_entries=N, spin_us=N, threads=N, max_background=N,
-  clone_fd, noclone_fd, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
+  clone_fd, noclone_fd, cache=MODE, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
   passthrough, nopassthrough, buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
@@ -136,16 +137,28 @@ pub struct Args {
     #[arg(long, overrides_with = "clone_fd")]
     pub no_clone_fd: bool,
 
-    /// Seconds the kernel may cache file attributes (0 disables; fractions allowed). [default: 1]
+    /// What the kernel may cache, by who else changes BACKING. `auto`: others do now and then;
+    /// attributes and names are cached for 1 s, a file's pages while its mtime and size are
+    /// unchanged. `always`: nothing but this mount does; 86400 s timeouts and the writeback cache,
+    /// fastest, but changes made beside the mount may stay unseen. `never`: others write to it all
+    /// the time; nothing is cached, every read, write, lookup and stat reaches BACKING, slowest.
+    /// --attr-timeout, --entry-timeout and --writeback refine a mode. [default: auto]
+    #[arg(long, value_name = "MODE", value_parser = parse_cache_mode)]
+    pub cache: Option<CacheMode>,
+
+    /// Seconds the kernel may cache file attributes (0 disables; fractions allowed).
+    /// [default: from --cache: 1 (auto), 86400 (always), 0 (never)]
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub attr_timeout: Option<Duration>,
 
-    /// Seconds the kernel may cache name lookups (0 disables; fractions allowed). [default: 1]
+    /// Seconds the kernel may cache name lookups (0 disables; fractions allowed).
+    /// [default: from --cache: 1 (auto), 86400 (always), 0 (never)]
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub entry_timeout: Option<Duration>,
 
     /// Enable the FUSE writeback cache: the kernel gathers writes and sends them in big batches.
-    /// Faster writes, but the backing files see them later. [default: off]
+    /// Faster writes, but the backing files see them later. [default: from --cache: off (auto),
+    /// on (always), off (never)]
     #[arg(long, overrides_with = "no_writeback")]
     pub writeback: bool,
 

@@ -6,7 +6,7 @@ use fuser::SessionACL;
 
 use super::error::CliError;
 use super::settings::Settings;
-use crate::fs::{AtimeMode, BufferedWrites};
+use crate::fs::{AtimeMode, BufferedWrites, CacheMode};
 
 /// Options mount(8), mount.fuse3 or an fstab line may pass that mean nothing to arsyncfs.
 const IGNORED: &[&str] = &[
@@ -112,9 +112,15 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         "dirsync" => no_value(s, |s| s.flags.dirsync = true),
         "clone_fd" => no_value(s, |s| s.clone_fd = true),
         "noclone_fd" => no_value(s, |s| s.clone_fd = false),
-        "writeback" | "writeback_cache" => no_value(s, |s| s.fs.writeback_cache = true),
+        "writeback" | "writeback_cache" => no_value(s, |s| s.cache.writeback_cache = Some(true)),
         "nowriteback" | "no_writeback" | "nowriteback_cache" | "no_writeback_cache" => {
-            no_value(s, |s| s.fs.writeback_cache = false)
+            no_value(s, |s| s.cache.writeback_cache = Some(false))
+        }
+        "cache" => {
+            let v = value
+                .ok_or_else(|| bad(opt, "'cache' needs a value: auto, always or never".into()))?;
+            s.cache.mode = parse_cache_mode(v).map_err(|e| bad(opt, e))?;
+            Ok(())
         }
         "passthrough" => no_value(s, |s| s.fs.passthrough = true),
         "nopassthrough" | "no_passthrough" => no_value(s, |s| s.fs.passthrough = false),
@@ -162,8 +168,8 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
                     s.reactor.spin = Duration::from_micros(us);
                 }
                 "threads" => s.threads = parse_count(v).map_err(with_key)?,
-                "attr_timeout" => s.fs.attr_timeout = parse_seconds(v).map_err(with_key)?,
-                _ => s.fs.entry_timeout = parse_seconds(v).map_err(with_key)?,
+                "attr_timeout" => s.cache.attr_timeout = Some(parse_seconds(v).map_err(with_key)?),
+                _ => s.cache.entry_timeout = Some(parse_seconds(v).map_err(with_key)?),
             }
             Ok(())
         }
@@ -199,6 +205,11 @@ pub fn parse_buffered_writes(v: &str) -> Result<BufferedWrites, String> {
         "reactor" => Ok(BufferedWrites::Reactor),
         _ => Err(format!("'{v}' is not inline or reactor")),
     }
+}
+
+/// `auto`, `always` or `never` (see `--cache`).
+pub fn parse_cache_mode(v: &str) -> Result<CacheMode, String> {
+    CacheMode::from_name(v.trim()).ok_or_else(|| format!("'{v}' is not auto, always or never"))
 }
 
 /// A positive count, like `128`.
@@ -292,7 +303,7 @@ mod tests {
         let s = applied("ro,rw,nodev,dev,writeback,nowriteback,threads=3,threads=4").unwrap();
         assert!(!s.fs.read_only);
         assert_eq!(s.flags.dev, Some(true));
-        assert!(!s.fs.writeback_cache);
+        assert_eq!(s.cache.writeback_cache, Some(false));
         assert_eq!(s.threads, 4);
     }
 
@@ -312,8 +323,8 @@ mod tests {
         assert!(applied("reactors=5000").is_err());
         assert_eq!(s.reactor.spin, Duration::from_micros(7));
         assert_eq!(s.fs.max_background, 32);
-        assert_eq!(s.fs.attr_timeout, Duration::from_millis(500));
-        assert_eq!(s.fs.entry_timeout, Duration::ZERO);
+        assert_eq!(s.cache.attr_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(s.cache.entry_timeout, Some(Duration::ZERO));
         assert!(!s.clone_fd);
         assert_eq!(s.acl, SessionACL::All);
         assert_eq!(s.fsname.as_deref(), Some("a,b"));
@@ -359,6 +370,31 @@ mod tests {
         let e = applied("buffered_writes=sometimes").unwrap_err();
         assert!(e.message.contains("inline or reactor"), "{}", e.message);
         assert!(applied("buffered_writes").is_err());
+    }
+
+    #[test]
+    fn cache_modes() {
+        let mode = |list: &str| applied(list).unwrap().cache.mode;
+        assert_eq!(Settings::default().cache.mode, CacheMode::Auto);
+        assert_eq!(mode("cache=always"), CacheMode::Always);
+        assert_eq!(mode("cache=never"), CacheMode::Never);
+        assert_eq!(mode("cache=never,cache=auto"), CacheMode::Auto);
+        // A mode leaves the explicit settings alone, before or after it.
+        let s = applied("attr_timeout=5,cache=never,writeback").unwrap();
+        assert_eq!(s.cache.mode, CacheMode::Never);
+        assert_eq!(s.cache.attr_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.cache.writeback_cache, Some(true));
+        assert_eq!(s.cache.entry_timeout, None);
+        let e = applied("cache=sometimes").unwrap_err();
+        assert!(
+            e.message.contains("'cache=sometimes'") && e.message.contains("auto, always or never"),
+            "{}",
+            e.message
+        );
+        let e = applied("cache").unwrap_err();
+        assert!(e.message.contains("needs a value"), "{}", e.message);
+        assert!(applied("cache=").is_err());
+        assert!(applied("cache=Always").is_err());
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         backing = %paths.backing.display(),
         mountpoint = %paths.mountpoint.display(),
         threads = settings.threads,
+        cache = %settings.cache.mode,
         buffers = settings.reactor.buffers,
         buffer_size = settings.reactor.buffer_size,
         passthrough = settings.fs.passthrough,

@@ -8,7 +8,7 @@ use fuser::{MountOption, SessionACL};
 use super::args::Args;
 use super::error::CliError;
 use super::options;
-use crate::fs::{AtimeMode, AtimeRules, FsConfig};
+use crate::fs::{AtimeMode, AtimeRules, CacheMode, CachePolicy, FsConfig};
 use crate::reactor::{ALIGN, ReactorConfig};
 
 /// Default FUSE session threads. Buffered writes block the thread that writes them, so reads and
@@ -32,6 +32,34 @@ pub struct MountFlags {
     pub dirsync: bool,
 }
 
+/// The cache mode and the caching settings given explicitly (`--attr-timeout`, `--entry-timeout`,
+/// `--writeback` and their -o forms): the mode sets the defaults, and an explicit setting wins over
+/// it whichever came first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheChoice {
+    pub mode: CacheMode,
+    pub attr_timeout: Option<Duration>,
+    pub entry_timeout: Option<Duration>,
+    pub writeback_cache: Option<bool>,
+}
+
+impl CacheChoice {
+    /// The mode's policy refined by the explicit settings.
+    pub fn policy(&self) -> CachePolicy {
+        let mut p = self.mode.policy();
+        if let Some(t) = self.attr_timeout {
+            p.attr_timeout = t;
+        }
+        if let Some(t) = self.entry_timeout {
+            p.entry_timeout = t;
+        }
+        if let Some(w) = self.writeback_cache {
+            p.writeback_cache = w;
+        }
+        p
+    }
+}
+
 /// The resolved settings of one arsyncfs run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,6 +77,8 @@ pub struct Settings {
     pub reactor: ReactorConfig,
     pub threads: usize,
     pub clone_fd: bool,
+    /// What the kernel may cache; resolved into `fs` by [`Settings::from_args`].
+    pub cache: CacheChoice,
     pub fs: FsConfig,
     pub verbosity: u8,
     pub log_file: Option<PathBuf>,
@@ -76,6 +106,7 @@ impl Default for Settings {
             reactor: ReactorConfig::default(),
             threads: DEFAULT_THREADS,
             clone_fd: true,
+            cache: CacheChoice::default(),
             fs: FsConfig::default(),
             verbosity: 0,
             log_file: None,
@@ -135,17 +166,20 @@ impl Settings {
         if args.no_clone_fd {
             s.clone_fd = false;
         }
+        if let Some(mode) = args.cache {
+            s.cache.mode = mode;
+        }
         if let Some(t) = args.attr_timeout {
-            s.fs.attr_timeout = t;
+            s.cache.attr_timeout = Some(t);
         }
         if let Some(t) = args.entry_timeout {
-            s.fs.entry_timeout = t;
+            s.cache.entry_timeout = Some(t);
         }
         if args.writeback {
-            s.fs.writeback_cache = true;
+            s.cache.writeback_cache = Some(true);
         }
         if args.no_writeback {
-            s.fs.writeback_cache = false;
+            s.cache.writeback_cache = Some(false);
         }
         if args.passthrough {
             s.fs.passthrough = true;
@@ -153,6 +187,7 @@ impl Settings {
         if args.no_passthrough {
             s.fs.passthrough = false;
         }
+        s.fs.set_cache(&s.cache.policy());
         if let Some(mode) = args.buffered_writes {
             s.fs.buffered_writes = mode;
         }
@@ -301,6 +336,7 @@ mod tests {
         assert_eq!(s.threads, 1);
         assert_eq!(s.reactor.buffers, 8);
         assert!(!s.fs.writeback_cache);
+        assert_eq!(s.cache.writeback_cache, Some(false));
         assert_eq!(s.fs.buffered_writes, crate::fs::BufferedWrites::Reactor);
         assert!(s.fs.read_only);
         let c = s.fuser_config(Path::new("/a"));
@@ -337,6 +373,128 @@ mod tests {
                 "{id}: {help}"
             );
         }
+    }
+
+    /// A mode sets every caching setting; an explicit one wins, as a flag or in -o, before or
+    /// after the mode.
+    #[test]
+    fn cache_modes_and_explicit_settings() {
+        let caching = |s: &Settings| {
+            let f = &s.fs;
+            (
+                f.attr_timeout,
+                f.entry_timeout,
+                f.writeback_cache,
+                f.keep_cache,
+                f.direct_io,
+            )
+        };
+        let of = |p: CachePolicy| {
+            (
+                p.attr_timeout,
+                p.entry_timeout,
+                p.writeback_cache,
+                p.keep_cache,
+                p.direct_io,
+            )
+        };
+        let defaults = FsConfig::default();
+        assert_eq!(
+            caching(&parse(&["/a", "/b"]).unwrap()),
+            of(CacheMode::Auto.policy())
+        );
+        assert_eq!(
+            (
+                defaults.attr_timeout,
+                defaults.writeback_cache,
+                defaults.direct_io
+            ),
+            (Duration::from_secs(1), false, false)
+        );
+        for mode in CacheMode::ALL {
+            let flag = parse(&["--cache", mode.name(), "/a", "/b"]).unwrap();
+            assert_eq!(caching(&flag), of(mode.policy()), "--cache {mode}");
+            let o = parse(&["-o", &format!("cache={mode}"), "/a", "/b"]).unwrap();
+            assert_eq!(caching(&o), of(mode.policy()), "-o cache={mode}");
+        }
+        let day = Duration::from_secs(86_400);
+        for argv in [
+            &["--cache", "never", "--attr-timeout", "2", "--writeback"][..],
+            &["--attr-timeout", "2", "--writeback", "--cache", "never"],
+            &["-o", "attr_timeout=2,writeback,cache=never"],
+            &["-o", "cache=never,writeback", "--attr-timeout", "2"],
+            &["--writeback", "-o", "attr_timeout=2", "-o", "cache=never"],
+        ] {
+            let s = parse(&[argv, &["/a", "/b"]].concat()).unwrap();
+            assert_eq!(
+                caching(&s),
+                (Duration::from_secs(2), Duration::ZERO, true, false, true),
+                "{argv:?}"
+            );
+        }
+        let s = parse(&[
+            "-o",
+            "cache=always,entry_timeout=0.5",
+            "--no-writeback",
+            "/a",
+            "/b",
+        ]);
+        assert_eq!(
+            caching(&s.unwrap()),
+            (day, Duration::from_millis(500), false, true, false)
+        );
+        // A flag wins over the same setting in -o, as for every other option.
+        let s = parse(&["--attr-timeout", "3", "-o", "attr_timeout=4", "/a", "/b"]).unwrap();
+        assert_eq!(s.fs.attr_timeout, Duration::from_secs(3));
+        assert!(parse(&["--cache", "sometimes", "/a", "/b"]).is_err());
+        assert!(parse(&["-o", "cache=", "/a", "/b"]).is_err());
+    }
+
+    /// The help text writes each mode's values out; they must be the modes' policies.
+    #[test]
+    fn help_states_each_cache_modes_values() {
+        use clap::CommandFactory;
+        let command = Args::command();
+        let help = |id: &str| {
+            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        let [auto, always, never] = CacheMode::ALL.map(CacheMode::policy);
+        let secs = |d: Duration| d.as_secs_f64().to_string();
+        let timeouts = format!(
+            "[default: from --cache: {} (auto), {} (always), {} (never)]",
+            secs(auto.attr_timeout),
+            secs(always.attr_timeout),
+            secs(never.attr_timeout)
+        );
+        assert_eq!(auto.attr_timeout, auto.entry_timeout);
+        assert_eq!(always.attr_timeout, always.entry_timeout);
+        assert_eq!(never.attr_timeout, never.entry_timeout);
+        for id in ["attr_timeout", "entry_timeout"] {
+            assert!(help(id).ends_with(&timeouts), "{id}: {}", help(id));
+        }
+        let on = |b: bool| if b { "on" } else { "off" };
+        let writeback = format!(
+            "[default: from --cache: {} (auto), {} (always), {} (never)]",
+            on(auto.writeback_cache),
+            on(always.writeback_cache),
+            on(never.writeback_cache)
+        );
+        assert!(
+            help("writeback").ends_with(&writeback),
+            "{}",
+            help("writeback")
+        );
+        let cache = help("cache");
+        assert!(cache.ends_with("[default: auto]"), "{cache}");
+        assert!(cache.contains(&format!("{} s timeouts", secs(always.attr_timeout))));
+        assert!(cache.contains(&format!("cached for {} s", secs(auto.attr_timeout))));
+        for mode in CacheMode::ALL {
+            assert!(cache.contains(&format!("`{mode}`")), "{cache}");
+        }
+        let long = command.clone().render_long_help().to_string();
+        assert!(long.contains("--cache <MODE>"), "{long}");
+        assert!(long.contains("cache=MODE"), "{long}");
     }
 
     #[test]

@@ -189,11 +189,11 @@ pub fn check_paths(backing: &Path, mountpoint: &Path) -> Result<CheckedPaths, Cl
 
 /// Refuses filesystem settings that cannot go together.
 pub fn check_fs_options(fs: &FsConfig) -> Result<(), CliError> {
-    // Whatever enables the writeback cache (--writeback today), not only that flag.
+    // Whatever enables the writeback cache (--writeback, --cache always), not only that flag.
     if fs.passthrough && fs.enables_writeback_cache() {
         return Err(CliError::usage(
-            "--passthrough cannot be combined with the writeback cache (--writeback): the kernel \
-             does not pass through files it caches writes of; choose one",
+            "--passthrough cannot be combined with the writeback cache (--writeback, --cache \
+             always): the kernel does not pass through files it caches writes of; choose one",
         ));
     }
     Ok(())

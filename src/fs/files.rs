@@ -70,7 +70,12 @@ impl PassthroughFs {
 
     fn fopen_flags(&self) -> FopenFlags {
         // The backing filesystem orders concurrent direct writes itself; do not serialise them.
-        FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+        let flags = FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES;
+        if self.config.direct_io {
+            // `--cache never`: no page to go stale when the backing changes beside the mount.
+            return flags | FopenFlags::FOPEN_DIRECT_IO;
+        }
+        flags
     }
 
     /// Records the file's contents stamp for node `ino`; true if it is unchanged since the kernel

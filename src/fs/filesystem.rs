@@ -83,7 +83,10 @@ impl fuser::Filesystem for PassthroughFs {
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             // The kernel may ask for a node it forgot by id (LOOKUP "." and ".."), so that its
             // file handles of the mount outlive its caches; see export.rs.
-            | InitFlags::FUSE_EXPORT_SUPPORT;
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            // Shared mmap of a FOPEN_DIRECT_IO file (`--cache never`): the kernel then keeps the
+            // mapped pages coherent with the direct reads and writes of the same file.
+            | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         if passthrough {
             // Under KILLPRIV_V2 the kernel leaves clearing set-id bits to the WRITE requests,
             // which passthrough writes never send: without it the kernel clears them itself
@@ -91,6 +94,12 @@ impl fuser::Filesystem for PassthroughFs {
             wanted.remove(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         }
         let _ = config.add_capabilities(wanted & available);
+        if self.config.direct_io && !available.contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP) {
+            tracing::warn!(
+                "this kernel cannot map files opened without page cache: shared mmap of files \
+                 on this mount fails with ENODEV (the kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP)"
+            );
+        }
         if self.config.writeback_cache && available.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
             let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
             self.writeback.store(true, Ordering::Relaxed);
@@ -122,6 +131,7 @@ impl fuser::Filesystem for PassthroughFs {
             capabilities = ?(wanted & available),
             writeback = self.writeback.load(Ordering::Relaxed),
             passthrough = self.passthrough.load(Ordering::Relaxed),
+            direct_io = self.config.direct_io,
             max_io,
             max_background = self.config.max_background,
             "FUSE session initialised"

@@ -11,6 +11,7 @@
 mod atime;
 mod attr;
 mod attrs;
+mod cache;
 mod creds;
 mod dirs;
 mod dirstream;
@@ -28,6 +29,7 @@ mod stats;
 mod xattrs;
 
 pub use atime::{AtimeMode, AtimeRules};
+pub use cache::{CacheMode, CachePolicy};
 pub use invalidate::KernelCache;
 pub use replies::FuseReplies;
 pub use stats::FsStatsSnapshot;
@@ -48,7 +50,8 @@ use atime::AtimePlan;
 use handles::HandleTable;
 use inodes::{EntryId, InodeKey, InodeTable};
 
-/// Settings of the filesystem (not of the mount: those live in the CLI).
+/// Settings of the filesystem (not of the mount: those live in the CLI). The caching fields come
+/// from a [`CacheMode`] (see [`FsConfig::set_cache`]); the default is `auto`'s.
 #[derive(Debug, Clone)]
 pub struct FsConfig {
     /// How long the kernel may cache attributes.
@@ -62,6 +65,9 @@ pub struct FsConfig {
     /// Let the kernel keep a file's cached pages across opens while the backing file's mtime and
     /// size are unchanged (libfuse's auto_cache).
     pub keep_cache: bool,
+    /// Open files with FOPEN_DIRECT_IO: the kernel caches no pages of them (shared mmap excepted)
+    /// and sends every read and write to the daemon.
+    pub direct_io: bool,
     /// Most backing descriptors kept open for the inodes the kernel remembers (the rest are
     /// reopened by file handle when needed).
     pub max_cached_fds: usize,
@@ -110,12 +116,14 @@ pub enum BufferedWrites {
 
 impl Default for FsConfig {
     fn default() -> Self {
+        let cache = CacheMode::default().policy();
         FsConfig {
-            attr_timeout: Duration::from_secs(1),
-            entry_timeout: Duration::from_secs(1),
-            writeback_cache: false,
+            attr_timeout: cache.attr_timeout,
+            entry_timeout: cache.entry_timeout,
+            writeback_cache: cache.writeback_cache,
             read_only: false,
-            keep_cache: true,
+            keep_cache: cache.keep_cache,
+            direct_io: cache.direct_io,
             max_cached_fds: 16384,
             max_forgotten_handles: 65536,
             buffered_writes: BufferedWrites::Reactor,
@@ -124,6 +132,17 @@ impl Default for FsConfig {
             diratime: true,
             passthrough: false,
         }
+    }
+}
+
+impl FsConfig {
+    /// Takes every caching setting from `policy`.
+    pub fn set_cache(&mut self, policy: &CachePolicy) {
+        self.attr_timeout = policy.attr_timeout;
+        self.entry_timeout = policy.entry_timeout;
+        self.writeback_cache = policy.writeback_cache;
+        self.keep_cache = policy.keep_cache;
+        self.direct_io = policy.direct_io;
     }
 }
 

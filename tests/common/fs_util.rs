@@ -33,6 +33,11 @@ pub struct Env {
     pub mounted: bool,
     /// True when that mount has kernel passthrough (`--passthrough`).
     pub passthrough: bool,
+    /// The mount has the FUSE writeback cache (`--writeback`, `--cache always`): the kernel keeps
+    /// a regular file's size and times itself and writes its data to the backing file later (at
+    /// fsync, close or in the background), so a check must fsync before it looks in the backing
+    /// directory, and the mtime and ctime the view shows are the kernel's own.
+    pub writeback: bool,
     _keep: Keep,
 }
 
@@ -73,6 +78,7 @@ pub fn run_plain(check: fn(&Env)) {
         backing: path,
         mounted: false,
         passthrough: false,
+        writeback: false,
         _keep: Keep::Plain(dir),
     };
     check(&env);
@@ -84,7 +90,7 @@ pub fn run_mounted(check: fn(&Env)) {
     run_mounted_with(&[], check)
 }
 
-/// Like [`run_mounted`], with extra arsyncfs arguments.
+/// Like [`run_mounted`], with extra arsyncfs arguments (e.g. `["--cache", "never"]`).
 pub fn run_mounted_with(args: &[&str], check: fn(&Env)) {
     fixed_umask();
     let m = crate::mount::Mounted::with_args(args);
@@ -93,14 +99,54 @@ pub fn run_mounted_with(args: &[&str], check: fn(&Env)) {
         backing: m.backing().to_path_buf(),
         mounted: true,
         passthrough: args.contains(&"--passthrough"),
+        writeback: has_writeback(args),
         _keep: Keep::Mounted(m),
     };
     check(&env);
 }
 
+/// Whether arsyncfs run with `args` has the writeback cache (the last of --writeback,
+/// --no-writeback and --cache decides; `--cache always` turns it on).
+fn has_writeback(args: &[&str]) -> bool {
+    let mut on = false;
+    for (i, a) in args.iter().enumerate() {
+        match *a {
+            "--writeback" => on = true,
+            "--no-writeback" => on = false,
+            "--cache" => on = args.get(i + 1) == Some(&"always"),
+            _ => {}
+        }
+    }
+    on
+}
+
 /// Defines, for each named check `fn name(&Env)`, a module `name` with three tests: `plain` (on a
-/// plain directory), `mount` (through arsyncfs) and `mount_passthrough` (with `--passthrough`).
+/// plain directory), `mount` (through arsyncfs with its defaults, `--cache auto`) and
+/// `mount_passthrough` (with `--passthrough`). Written
+/// `fs_tests!(cache_modes: ...)`, it adds `mount_cache_always` and `mount_cache_never`: the same
+/// check through a mount of each of the other cache modes.
+#[allow(unused_macros)] // tests/posix_coherence.rs defines its own
 macro_rules! fs_tests {
+    (cache_modes: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn plain() {
+                crate::fs_util::run_plain(super::$name)
+            }
+            #[test]
+            fn mount() {
+                crate::fs_util::run_mounted(super::$name)
+            }
+            #[test]
+            fn mount_cache_always() {
+                crate::fs_util::run_mounted_with(&["--cache", "always"], super::$name)
+            }
+            #[test]
+            fn mount_cache_never() {
+                crate::fs_util::run_mounted_with(&["--cache", "never"], super::$name)
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[test]
@@ -131,18 +177,7 @@ pub fn lstat(path: &Path) -> Metadata {
 /// device number, and mtime/ctime to the nanosecond. (Inode and device numbers of the view are
 /// the filesystem's own, so they are not compared here.)
 pub fn assert_same_attrs(view: &Metadata, backing: &Metadata, what: &str) {
-    assert_eq!(
-        view.mode(),
-        backing.mode(),
-        "{what}: st_mode view {:o} backing {:o}",
-        view.mode(),
-        backing.mode()
-    );
-    assert_eq!(view.uid(), backing.uid(), "{what}: st_uid");
-    assert_eq!(view.gid(), backing.gid(), "{what}: st_gid");
-    assert_eq!(view.size(), backing.size(), "{what}: st_size");
-    assert_eq!(view.nlink(), backing.nlink(), "{what}: st_nlink");
-    assert_eq!(view.rdev(), backing.rdev(), "{what}: st_rdev");
+    assert_same_attrs_but_times(view, backing, what);
     assert_eq!(
         (view.mtime(), view.mtime_nsec()),
         (backing.mtime(), backing.mtime_nsec()),
@@ -155,11 +190,41 @@ pub fn assert_same_attrs(view: &Metadata, backing: &Metadata, what: &str) {
     );
 }
 
+/// [`assert_same_attrs`] without mtime and ctime.
+fn assert_same_attrs_but_times(view: &Metadata, backing: &Metadata, what: &str) {
+    assert_eq!(
+        view.mode(),
+        backing.mode(),
+        "{what}: st_mode view {:o} backing {:o}",
+        view.mode(),
+        backing.mode()
+    );
+    assert_eq!(view.uid(), backing.uid(), "{what}: st_uid");
+    assert_eq!(view.gid(), backing.gid(), "{what}: st_gid");
+    assert_eq!(view.size(), backing.size(), "{what}: st_size");
+    assert_eq!(view.nlink(), backing.nlink(), "{what}: st_nlink");
+    assert_eq!(view.rdev(), backing.rdev(), "{what}: st_rdev");
+}
+
 /// lstat of `rel` through the view and in the backing dir; asserts they agree; returns the view's.
+/// Under the writeback cache a regular file is fsynced first (so that the backing file holds what
+/// the kernel holds), and its mtime and ctime are not compared: the kernel sets its own when a
+/// write enters its cache (and none for fallocate with KEEP_SIZE), and the backing file's are the
+/// times the data reached it.
 pub fn same_attrs(env: &Env, rel: &str) -> Metadata {
+    let written_back = env.writeback && lstat(&env.v(rel)).is_file();
+    if written_back {
+        File::open(env.v(rel))
+            .and_then(|f| f.sync_all())
+            .unwrap_or_else(|e| panic!("fsync {rel}: {e}"));
+    }
     let v = lstat(&env.v(rel));
     let b = lstat(&env.b(rel));
-    assert_same_attrs(&v, &b, rel);
+    if written_back {
+        assert_same_attrs_but_times(&v, &b, rel);
+    } else {
+        assert_same_attrs(&v, &b, rel);
+    }
     v
 }
 
@@ -273,6 +338,11 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
 /// Reads `rel` through the view and in the backing dir and asserts both equal `want`.
 #[track_caller]
 pub fn assert_content(env: &Env, rel: &str, want: &[u8]) {
+    if env.writeback {
+        File::open(env.v(rel))
+            .and_then(|f| f.sync_all())
+            .unwrap_or_else(|e| panic!("fsync {rel}: {e}"));
+    }
     let v = fs::read(env.v(rel)).unwrap_or_else(|e| panic!("read view {rel}: {e}"));
     assert_bytes_eq(&v, want, &format!("{rel} through the view"));
     let b = fs::read(env.b(rel)).unwrap_or_else(|e| panic!("read backing {rel}: {e}"));
