@@ -113,7 +113,7 @@ impl PassthroughFs {
                 (e.ino, 0, dot_attr(e.ino), false)
             } else {
                 // Each entry handed out with attributes counts as a lookup, exactly like lookup().
-                let Ok((entry, st)) = self.lookup_child(ino, &e.name) else {
+                let Ok((entry, st)) = self.lookup_child_hinted(ino, &e.name, Some(e.ino)) else {
                     // Removed since it was listed: skip it, as a fresh listing would.
                     return Fill::Skipped;
                 };
