@@ -700,6 +700,33 @@ mod tests {
     }
 
     #[test]
+    fn default_acl_knowledge_follows_changes() {
+        let t = table();
+        let id = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd()).id;
+        let other = t.lookup(InodeKey { dev: 7, ino: 101 }, some_fd()).id;
+        let DefaultAcl::Unknown(ticket) = t.default_acl(id) else {
+            panic!("a new node knows nothing of its default ACL")
+        };
+        t.learn_default_acl(id, ticket, true);
+        assert_eq!(t.default_acl(id), DefaultAcl::Known(true));
+        assert!(matches!(t.default_acl(other), DefaultAcl::Unknown(_)));
+        t.default_acl_changed(id);
+        let DefaultAcl::Unknown(asked) = t.default_acl(id) else {
+            panic!("a change is forgotten")
+        };
+        // A default ACL changed (anywhere) after the question: its answer may predate the change.
+        t.default_acl_changed(other);
+        t.learn_default_acl(id, asked, false);
+        assert!(matches!(t.default_acl(id), DefaultAcl::Unknown(_)));
+        t.learn_default_acl(id, t.acl_ticket(), false);
+        assert_eq!(t.default_acl(id), DefaultAcl::Known(false));
+        // A forgotten node knows nothing, and learns nothing.
+        t.forget(id, 1);
+        t.learn_default_acl(id, t.acl_ticket(), true);
+        assert!(matches!(t.default_acl(id), DefaultAcl::Unknown(_)));
+    }
+
+    #[test]
     fn root_is_never_forgotten() {
         let t = table();
         t.forget(ROOT_ID, 1000);
@@ -753,6 +780,39 @@ mod tests {
         }
         let s = t.stats();
         assert_eq!((s.nodes, s.cached_fds), (1, 0));
+    }
+
+    #[test]
+    fn known_entries_are_checked_against_the_object_found_when_not_pinned() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let Some(t) = handle_table(dir.path(), 0) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let (fd, k, h) = new_file(dir.path(), "f");
+        let e = t.lookup(k, fd);
+        let other = BackingHandle::from_parts(h.handle_type(), &[0xff; 8]);
+        // Its descriptor is cached (it keeps the inode alive): no check, the object is the node's.
+        let unused = || -> io::Result<BackingHandle> { panic!("no check needed") };
+        assert_eq!(t.known_entry(k, unused), Some(e));
+        // Pushed out of the cache: the node is checked against the object found.
+        for i in 0..8 {
+            let (fd, k, _) = new_file(dir.path(), &format!("g{i}"));
+            t.lookup(k, fd);
+        }
+        assert_eq!(t.known_entry(k, || Ok(h.clone())), Some(e), "same object");
+        assert_eq!(
+            t.known_entry(k, || Err(io::ErrorKind::NotFound.into())),
+            None
+        );
+        // That node was retired: the key is free for the object found, under a new node.
+        assert_eq!(t.known_entry(k, || Ok(other.clone())), None);
+        let newer = t.lookup(k, opath(&dir.path().join("f")));
+        assert_ne!(newer.id, e.id);
+        assert_eq!(t.known_entry(k, unused), Some(newer));
+        // The kernel still forgets the retired node by id: its lookups were 3 (1 + 2 matches).
+        t.forget(e.id, 3);
+        assert!(t.fd(e.id).is_err());
     }
 
     #[test]
