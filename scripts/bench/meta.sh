@@ -16,6 +16,7 @@
 #           unlink does; find and rm-rf only with tar-x).
 # N [5000]  files per create/stat/unlink phase.   TREE [/usr/share/doc]  what the tarball holds.
 # NATIVE [1], PLL [1]: include the native directory / passthrough_ll.
+# Also prints each daemon's CPU time (user + system) per operation, medians.
 # STRACE=1: instead of timing, attach `strace -c -f` to each daemon while a shell creates N files
 #           with `: > f` (the shell's redirection: open O_CREAT|O_TRUNC, dup2, close: two FLUSHes)
 #           and while N files are unlinked; prints each daemon's system calls per file, the reads
@@ -149,17 +150,32 @@ for ((rep = 0; rep < REPS; rep++)); do
   for ((i = 0; i < n; i++)); do
     t=${NAMES[$(((i + rep) % n))]}
     sync
-    line=$("${AS[@]}" /usr/bin/python3 - "${DIR[$t]}" "$N" "$TARBALL" "$ENTRIES" "$PHASES" <<'PY'
+    line=$("${AS[@]}" /usr/bin/python3 - "${DIR[$t]}" "$N" "$TARBALL" "$ENTRIES" "$PHASES" "${PID[$t]:-}" <<'PY'
 import os, subprocess, sys, time
 base, n, tarball, entries = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-phases = sys.argv[5].split()
+phases, pid = sys.argv[5].split(), sys.argv[6]
+hz = os.sysconf("SC_CLK_TCK")
+def daemon_cpu():
+    """The daemon's user + system CPU seconds so far (0 for native)."""
+    if not pid:
+        return 0.0
+    with open("/proc/%s/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / hz
 files = os.path.join(base, "files")
 tree = os.path.join(base, "tree")
 os.makedirs(files)
 os.makedirs(tree)
 names = [os.path.join(files, "f%06d" % i) for i in range(n)]
-def timed(fn):
-    t0 = time.monotonic(); fn(); return time.monotonic() - t0
+cpu = {}
+def timed(fn, phase=None, ops=1):
+    c0 = daemon_cpu()
+    t0 = time.monotonic()
+    fn()
+    dt = time.monotonic() - t0
+    if phase and pid:
+        cpu[phase] = (daemon_cpu() - c0) / ops * 1e6
+    return dt
 def create():
     for p in names:
         os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
@@ -171,23 +187,25 @@ def unlink():
         os.unlink(p)
 res = {}
 if {"create", "stat", "unlink"} & set(phases):
-    res["create"] = n / timed(create)
+    res["create"] = n / timed(create, "create", n)
     if "stat" in phases:
-        res["stat"] = n / timed(stat)
-    t = timed(unlink)
+        res["stat"] = n / timed(stat, "stat", n)
+    t = timed(unlink, "unlink", n)
     if "unlink" in phases:
         res["unlink"] = n / t
 if "tar-x" in phases:
     subprocess.run(["sync"], check=True)
-    res["tar-x"] = entries / timed(lambda: subprocess.run(["tar", "-C", tree, "-xf", tarball], check=True))
+    res["tar-x"] = entries / timed(lambda: subprocess.run(["tar", "-C", tree, "-xf", tarball], check=True), "tar-x", entries)
     if "find" in phases:
-        res["find"] = entries / timed(lambda: subprocess.run(["find", tree, "-printf", "%y %s\\n"], check=True, stdout=subprocess.DEVNULL))
-    t = timed(lambda: subprocess.run(["rm", "-rf", tree], check=True))
+        res["find"] = entries / timed(lambda: subprocess.run(["find", tree, "-printf", "%y %s\\n"], check=True, stdout=subprocess.DEVNULL), "find", entries)
+    t = timed(lambda: subprocess.run(["rm", "-rf", tree], check=True), "rm-rf", entries)
     if "rm-rf" in phases:
         res["rm-rf"] = entries / t
 os.rmdir(files)
-os.rmdir(tree)
-print(" ".join(f"{k}={v:.0f}" for k, v in res.items()))
+if os.path.isdir(tree):
+    os.rmdir(tree)
+print(" ".join(f"{k}={v:.0f}" for k, v in res.items()) +
+      "".join(f" {k}@cpu={cpu[k]:.1f}" for k in res if k in cpu))
 PY
 )
     rmdir "${DIR[$t]}" 2>/dev/null || true
@@ -212,7 +230,7 @@ for line in sys.stdin:
             k, v = kv.split("=")
             per.setdefault(k, []).append(float(v))
     rows[name] = per
-phases = list(next(iter(rows.values())).keys())
+phases = [p for p in next(iter(rows.values())).keys() if "@" not in p]
 print("%-16s" % "target" + "".join("%16s" % p for p in phases))
 for name in order:
     cells = []
@@ -225,5 +243,12 @@ for name in order:
         cells.append("%7.0f %-8s" % (m, "/".join(rel)))
     print("%-16s" % name + "".join("%16s" % c for c in cells))
 print("(x.xxn / x.xxp: ratio to native / to passthrough_ll)")
+print()
+print("daemon CPU microseconds per operation (user + system; medians)")
+print("%-16s" % "target" + "".join("%16s" % p for p in phases))
+for name in order:
+    if not any(p + "@cpu" in rows[name] for p in phases):
+        continue
+    print("%-16s" % name + "".join("%16s" % ("%.1f" % statistics.median(rows[name][p + "@cpu"]) if p + "@cpu" in rows[name] else "-") for p in phases))
 PY
 )

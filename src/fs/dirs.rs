@@ -6,8 +6,8 @@ use std::time::Duration;
 use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 use rustix::fs::{Mode, OFlags};
 
-use super::attr::file_attr;
 use super::dirstream::{DirStream, Entry};
+use super::fuse_attr::file_attr;
 use super::handles::Handle;
 use super::{OpResult, PassthroughFs, errno};
 

@@ -8,14 +8,14 @@
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
 mod atime;
-mod attr;
-mod attrs;
+mod attr_ops;
 mod creds;
 mod dirs;
 mod dirstream;
 mod export;
 mod files;
 mod filesystem;
+mod fuse_attr;
 mod handles;
 mod inodes;
 mod invalidate;
@@ -124,6 +124,9 @@ pub struct PassthroughFs {
     /// Whether session threads create objects as their callers (the daemon runs as root and can
     /// switch a thread's credentials; see the `creds` module).
     acts_as_callers: bool,
+    /// Whether closing a backing file can never report an error (local filesystems without a
+    /// flush-on-close: ext4, xfs, btrfs, tmpfs): then a created file needs no FLUSH at each close.
+    silent_close: bool,
     /// How reads of the backing tree are made to follow the mount's atime rules.
     atime: AtimePlan,
     /// The backing directory on its own mount, held while the tree is reached through a private
@@ -181,6 +184,7 @@ impl PassthroughFs {
             io::Error::new(e.kind(), format!("{}: {e}", backing.display()))
         })?;
         let st = rustix::fs::fstat(&root)?;
+        let st_fs = rustix::fs::fstatfs(&root)?;
         let (root, atime, backing_mount) = reach_with_atime_rules(root, &config)?;
         raise_fd_limit();
         let is_root = rustix::process::geteuid().is_root();
@@ -215,6 +219,7 @@ impl PassthroughFs {
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
             acts_as_callers: creds::can_act_as_callers(),
+            silent_close: closes_silently(&st_fs),
             atime,
             _backing_mount: backing_mount,
             stats: stats::FsStats::default(),
@@ -369,6 +374,19 @@ fn reach_with_atime_rules(
             Ok((root, plan, None))
         }
     }
+}
+
+/// Whether closing a file of the filesystem `st` describes never reports an error (the filesystem
+/// has no flush-on-close, unlike NFS, SMB, Ceph, 9p, FUSE or overlay over those).
+fn closes_silently(st: &rustix::fs::StatFs) -> bool {
+    const EXT4: i64 = 0xef53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683e;
+    const TMPFS: i64 = 0x0102_1994;
+    // f_type is an i64 here, an i32 or u32 on other architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = st.f_type as i64;
+    matches!(f_type, EXT4 | XFS | BTRFS | TMPFS)
 }
 
 /// Lets the daemon hold an `O_PATH` descriptor for every inode the kernel remembers: raise the soft
