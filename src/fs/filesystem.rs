@@ -291,6 +291,7 @@ impl fuser::Filesystem for PassthroughFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.stats.flush();
         reply_empty(reply, self.op_flush(fh.0));
     }
 

@@ -12,6 +12,7 @@ pub struct FsStats {
     largest_read: AtomicU64,
     largest_write: AtomicU64,
     inline_writes: AtomicU64,
+    flushes: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -26,6 +27,8 @@ pub struct FsStatsSnapshot {
     pub largest_write: u64,
     /// Writes the session threads wrote themselves (buffered ones; the rest went to the reactor).
     pub inline_writes: u64,
+    /// FLUSH requests (one per close(2) of a file opened without FOPEN_NOFLUSH).
+    pub flushes: u64,
 }
 
 impl FsStats {
@@ -45,6 +48,10 @@ impl FsStats {
         self.inline_writes.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> FsStatsSnapshot {
         FsStatsSnapshot {
             reads: self.reads.load(Ordering::Relaxed),
@@ -54,6 +61,7 @@ impl FsStats {
             largest_read: self.largest_read.load(Ordering::Relaxed),
             largest_write: self.largest_write.load(Ordering::Relaxed),
             inline_writes: self.inline_writes.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
         }
     }
 }
@@ -70,6 +78,7 @@ mod tests {
         s.write(1 << 20);
         s.write(4096);
         s.inline_write();
+        s.flush();
         let snap = s.snapshot();
         assert_eq!(
             (snap.reads, snap.bytes_read, snap.largest_read),
@@ -79,5 +88,6 @@ mod tests {
             (snap.writes, snap.largest_write, snap.inline_writes),
             (2, 1 << 20, 1)
         );
+        assert_eq!(snap.flushes, 1);
     }
 }
