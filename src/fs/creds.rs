@@ -198,6 +198,11 @@ impl PassthroughFs {
         if !self.acts_as_callers || (caller.uid == 0 && caller.gid == 0) {
             return Ok(AsCaller::unchanged());
         }
+        if caller.uid == u32::MAX || caller.gid == u32::MAX {
+            // -1 means "unchanged" to setresuid: the object would be root's. (The kernel sends
+            // no request for a caller whose ids it cannot map.)
+            return Err(fuser::Errno::EOVERFLOW);
+        }
         AsCaller::switch(caller.uid, caller.gid).map_err(|e| super::replies::errno_of(&e))
     }
 }
