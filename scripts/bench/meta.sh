@@ -6,8 +6,8 @@
 #
 # Mounts every target over its own directory of one backing directory and runs, per target and
 # repetition, interleaved with the order rotating: create N empty files (open O_CREAT|O_TRUNC,
-# close), stat them (once the daemons' 1 s entry timeouts have passed), unlink them, `tar x` of a tarball of TREE, `find` over the result, `rm -rf`
-# of it. Prints per-phase medians (operations per second; tar x, find and rm -rf count the
+# close), stat them (once the daemons' 1 s entry timeouts have passed), unlink them, `tar x` of a
+# tarball of TREE, `find` over the result (timeouts passed too), `rm -rf` of it. Prints per-phase medians (operations per second; tar x, find and rm -rf count the
 # tarball's entries) and ratios against native and passthrough_ll.
 #
 # VARIANTS: ';'-separated NAME=ARGS (ARGS: arsyncfs arguments; a first word that is an executable
@@ -199,6 +199,7 @@ if "tar-x" in phases:
     subprocess.run(["sync"], check=True)
     res["tar-x"] = entries / timed(lambda: subprocess.run(["tar", "-C", tree, "-xf", tarball], check=True), "tar-x", entries)
     if "find" in phases:
+        time.sleep(1.5)
         res["find"] = entries / timed(lambda: subprocess.run(["find", tree, "-printf", "%y %s\\n"], check=True, stdout=subprocess.DEVNULL), "find", entries)
     t = timed(lambda: subprocess.run(["rm", "-rf", tree], check=True), "rm-rf", entries)
     if "rm-rf" in phases:
