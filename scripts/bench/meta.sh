@@ -7,8 +7,10 @@
 # Mounts every target over its own directory of one backing directory and runs, per target and
 # repetition, interleaved with the order rotating: create N empty files (open O_CREAT|O_TRUNC,
 # close), stat them (once the daemons' 1 s entry timeouts have passed), unlink them, `tar x` of a
-# tarball of TREE, `find` over the result (timeouts passed too), `rm -rf` of it. Prints per-phase medians (operations per second; tar x, find and rm -rf count the
-# tarball's entries) and ratios against native and passthrough_ll.
+# tarball of TREE, `find` over the result (timeouts passed too), `rm -rf` of it. Prints per-phase
+# medians (operations per second; tar x, find and rm -rf count the tarball's entries) and ratios
+# against native and passthrough_ll. BENCH_TMP [/var/tmp] holds the backing directory: a tmpfs
+# (/dev/shm) takes the disk out of the comparison, leaving the cost of FUSE and the daemons.
 #
 # VARIANTS: ';'-separated NAME=ARGS (ARGS: arsyncfs arguments; a first word that is an executable
 #           path replaces target/release/arsyncfs). Default: one variant "arsyncfs" with no arguments.
