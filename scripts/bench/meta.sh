@@ -21,8 +21,9 @@
 # Also prints each daemon's CPU time (user + system) per operation, medians.
 # STRACE=1: instead of timing, attach `strace -c -f` to each daemon while a shell creates N files
 #           with `: > f` (the shell's redirection: open O_CREAT|O_TRUNC, dup2, close: two FLUSHes)
-#           and while N files are unlinked; prints each daemon's system calls per file, the reads
-#           and writes of /dev/fuse included.
+#           and while N files are unlinked, and while `find -printf %s` lists them after the kernel
+#           dropped its inodes (echo 2 > drop_caches); prints each daemon's system calls per file,
+#           the reads and writes of /dev/fuse included.
 # AS_USER=NAME: the workload runs as that user (setpriv --init-groups; the mounts get allow_other),
 #           so that arsyncfs creates as a user, not as root.
 set -euo pipefail
@@ -132,6 +133,11 @@ PY
   for t in "${NAMES[@]}"; do
     d=${DIR[$t]}
     traced "$t" create "${AS[@]}" bash -c 'cd "$1" && for ((i = 0; i < $2; i++)); do : >"f$i"; done' _ "$d" "$N"
+    # The kernel forgets the new inodes (and the daemon its nodes): the listing meets them anew.
+    sync
+    echo 2 >/proc/sys/vm/drop_caches
+    sleep 1
+    traced "$t" list "${AS[@]}" bash -c 'find "$1" -printf "%s\n" >/dev/null' _ "$d"
     traced "$t" unlink "${AS[@]}" /usr/bin/python3 -c 'import os, sys
 for i in range(int(sys.argv[2])): os.unlink(os.path.join(sys.argv[1], "f%d" % i))' "$d" "$N"
   done
