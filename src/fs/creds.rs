@@ -13,6 +13,7 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 
 use rustix::fs::{Gid, Mode, Uid};
 use rustix::thread::{
@@ -69,6 +70,9 @@ fn has_default_acl(dir: &OwnedFd) -> bool {
     )
 }
 
+/// The daemon's effective group, which session threads go back to.
+static DAEMON_GID: OnceLock<Gid> = OnceLock::new();
+
 thread_local! {
     /// Whether this thread keeps its capabilities when its effective user id leaves root
     /// (SECBIT_NO_SETUID_FIXUP, a per-thread setting made once).
@@ -97,8 +101,7 @@ impl AsCaller {
             set_capabilities_secure_bits(bits | CapabilitiesSecureBits::NO_SETUID_FIXUP)?;
             KEEPS_CAPABILITIES.set(true);
         }
-        // Group first: changing it takes CAP_SETGID, which is kept anyway, but in this order the
-        // thread is never the user with root's group.
+        // Group first and back last: the thread never is the user with the daemon's group.
         set_thread_res_gid(None::<Gid>, Gid::from_raw(gid), None::<Gid>)?;
         if let Err(e) = set_thread_res_uid(None::<Uid>, Uid::from_raw(uid), None::<Uid>) {
             restore_gid();
@@ -109,7 +112,8 @@ impl AsCaller {
 }
 
 fn restore_gid() {
-    if let Err(e) = set_thread_res_gid(None::<Gid>, Gid::ROOT, None::<Gid>) {
+    let gid = DAEMON_GID.get().copied().unwrap_or(Gid::ROOT);
+    if let Err(e) = set_thread_res_gid(None::<Gid>, gid, None::<Gid>) {
         identity_lost(e);
     }
 }
@@ -140,6 +144,7 @@ pub(super) fn can_act_as_callers() -> bool {
     if !rustix::process::geteuid().is_root() {
         return false;
     }
+    DAEMON_GID.get_or_init(rustix::process::getegid);
     let probe = std::thread::spawn(|| {
         let nobody = 65534;
         let guard = AsCaller::switch(nobody, nobody)?;
