@@ -1,7 +1,9 @@
 //! Credentials and permissions with real users: ownership of what a user creates (also in setgid
 //! directories), EACCES/EPERM as the kernel decides them, chmod/chown by a user, set-user-ID and
 //! set-group-ID bits cleared when an unprivileged user writes, sticky directories, and POSIX ACLs
-//! that deny a user or (as a default ACL) decide the mode of new files regardless of the umask.
+//! that deny a user or (as a default ACL) decide the mode of new files regardless of the umask;
+//! also that new objects are the user's from their first moment (never root's for a while) and
+//! that setting or removing a default ACL through the view counts at the next creation.
 //!
 //! Each check runs three times: on a plain temporary directory (so it states POSIX on the backing
 //! filesystem, not arsyncfs' choices), through an arsyncfs mount made by root with
@@ -138,6 +140,8 @@ creds_tests!(
     sticky_directory,
     acl_denies_user,
     default_acl_overrides_umask,
+    owned_by_the_user_from_the_first_moment,
+    default_acl_changes_are_followed,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -279,6 +283,14 @@ def run(op, a):
         import socket
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(a[0]); s.close(); return ''
+    if op == 'many':
+        d, n = a[0], int(a[1])
+        for i in range(n):
+            os.close(os.open('%s/f%d' % (d, i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            os.mkdir('%s/d%d' % (d, i), 0o755)
+            os.symlink('f%d' % i, '%s/l%d' % (d, i))
+            os.mkfifo('%s/p%d' % (d, i), 0o644)
+        return ''
     if op == 'listdir':
         return ','.join(sorted(os.listdir(a[0])))
     raise SystemExit('unknown op ' + op)
@@ -1014,4 +1026,127 @@ fn default_acl_overrides_umask(env: &Env) {
     assert_eq!(fs::read(env.b("dacl/f")).unwrap(), b"by b");
     // Umask 022 is ignored too: 0666 request gives 0664 again (mask rw-).
     assert_owner_mode(env, "dacl/d/fromb", b.uid, b.gid, libc::S_IFREG | 0o664);
+}
+
+/// What a user creates is the user's from the moment it exists, never root's for a while: a
+/// watcher spins on inotify events of the backing directory and stats every new entry at once,
+/// while the user creates files, directories, symlinks and FIFOs (create-then-chown shows root
+/// as the owner of some of them).
+fn owned_by_the_user_from_the_first_moment(env: &Env) {
+    use rustix::fs::inotify;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = user_a();
+    root_dir(env, "new", 0o777);
+    let dir = rustix::fs::open(
+        env.b("new"),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let watch = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+        .expect("inotify_init");
+    inotify::add_watch(&watch, env.b("new"), inotify::WatchFlags::CREATE).expect("add_watch");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 1 << 16];
+            let mut reader = inotify::Reader::new(&watch, &mut buf);
+            let mut seen = Vec::new();
+            loop {
+                match reader.next() {
+                    Ok(ev) => {
+                        let Some(name) = ev.file_name().map(|n| n.to_owned()) else {
+                            continue;
+                        };
+                        let st = rustix::fs::statat(
+                            &dir,
+                            name.as_c_str(),
+                            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                        );
+                        if let Ok(st) = st {
+                            seen.push((name, st.st_uid, st.st_gid));
+                        }
+                    }
+                    Err(rustix::io::Errno::AGAIN) if stop.load(Ordering::Acquire) => break,
+                    Err(rustix::io::Errno::AGAIN) => std::hint::spin_loop(),
+                    Err(e) => panic!("inotify read: {e}"),
+                }
+            }
+            seen
+        })
+    };
+    let n = 100;
+    let r = one(a, format!("many|{}|{n}", env.vs("new")));
+    stop.store(true, Ordering::Release);
+    let seen = watcher.join().unwrap();
+    assert_ok(&r, "create files, directories, symlinks and FIFOs");
+    assert!(
+        seen.len() > n,
+        "the watcher saw only {} of {} creations",
+        seen.len(),
+        4 * n
+    );
+    let foreign: Vec<_> = seen
+        .iter()
+        .filter(|(_, uid, gid)| (*uid, *gid) != (a.uid, a.gid))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "{} of {} new entries were seen with another owner than {}:{} at first, e.g. {:?}",
+        foreign.len(),
+        seen.len(),
+        a.uid,
+        a.gid,
+        &foreign[..foreign.len().min(5)]
+    );
+    for name in ["f7", "d7", "l7", "p7"] {
+        let m = same(env, &format!("new/{name}"));
+        assert_eq!((m.uid(), m.gid()), (a.uid, a.gid), "{name}");
+    }
+}
+
+/// Whether a directory has a default ACL decides whether the creator's umask applies; a change of
+/// it through the view counts at the next creation: none (umask applies), then one set (the ACL
+/// decides, also in a subdirectory made meanwhile), then removed again (umask applies again).
+fn default_acl_changes_are_followed(env: &Env) {
+    let a = user_a();
+    root_dir(env, "d", 0o777);
+    let create = |names: &[&str]| {
+        let mut ops = vec!["umask|077".to_string()];
+        ops.extend(names.iter().map(|n| format!("create|{}|666", env.vs(n))));
+        for (i, line) in run_as(a, &ops).iter().enumerate() {
+            assert_ok(line, &format!("op {i} of {names:?}"));
+        }
+    };
+    let mode = |rel: &str| same(env, rel).mode();
+    create(&["d/before"]);
+    assert_eq!(
+        mode("d/before"),
+        libc::S_IFREG | 0o600,
+        "no default ACL: umask"
+    );
+    setfacl(&["-d", "-m", "u::rwx,g::rwx,o::r-x"], &env.v("d"));
+    let r = one(a, format!("mkdir|{}|777", env.vs("d/sub")));
+    assert_ok(&r, "mkdir d/sub");
+    create(&["d/with", "d/sub/with"]);
+    assert_eq!(
+        mode("d/with"),
+        libc::S_IFREG | 0o664,
+        "default ACL: umask ignored"
+    );
+    assert_eq!(
+        mode("d/sub/with"),
+        libc::S_IFREG | 0o664,
+        "inherited default ACL: umask ignored"
+    );
+    setfacl(&["-k"], &env.v("d"));
+    setfacl(&["-k"], &env.v("d/sub"));
+    create(&["d/after", "d/sub/after"]);
+    assert_eq!(mode("d/after"), libc::S_IFREG | 0o600, "ACL removed: umask");
+    assert_eq!(
+        mode("d/sub/after"),
+        libc::S_IFREG | 0o600,
+        "ACL removed: umask"
+    );
 }

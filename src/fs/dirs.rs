@@ -6,8 +6,8 @@ use std::time::Duration;
 use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 use rustix::fs::{Mode, OFlags};
 
-use super::attr::file_attr;
 use super::dirstream::{DirStream, Entry};
+use super::fuse_attr::file_attr;
 use super::handles::Handle;
 use super::{OpResult, PassthroughFs, errno};
 
@@ -113,7 +113,7 @@ impl PassthroughFs {
                 (e.ino, 0, dot_attr(e.ino), false)
             } else {
                 // Each entry handed out with attributes counts as a lookup, exactly like lookup().
-                let Ok((entry, st)) = self.lookup_child(ino, &e.name) else {
+                let Ok((entry, st)) = self.lookup_child_hinted(ino, &e.name, Some(e.ino)) else {
                     // Removed since it was listed: skip it, as a fresh listing would.
                     return Fill::Skipped;
                 };

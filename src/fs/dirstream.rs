@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStringExt;
 use fuser::FileType;
 use rustix::fs::Dir;
 
-use super::attr::dirent_type;
+use super::fuse_attr::dirent_type;
 
 /// One directory entry.
 pub struct Entry {

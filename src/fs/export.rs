@@ -66,11 +66,7 @@ impl PassthroughFs {
         if !self.is_in_backing_tree(&parent, &st)? {
             return Err(Errno::ESTALE);
         }
-        let found = || crate::sys::handle::handle_of(std::os::fd::AsFd::as_fd(&parent));
-        if let Some(entry) = self.known_entry(key_of(&st), found) {
-            return Ok((entry, st));
-        }
-        Ok((self.inodes.lookup(key_of(&st), parent), st))
+        Ok((self.register(parent, &st), st))
     }
 
     /// Whether directory `dir` (with metadata `st`) is the backing root or below it: walks up

@@ -145,29 +145,32 @@ impl PassthroughFs {
         // O_NOFOLLOW: the kernel only sends create for a name it saw absent; a symlink that appeared
         // since must not be followed (it could lead out of the backing tree).
         let oflags = self.backing_open_flags(flags) | OFlags::NOFOLLOW;
-        let perm = self.creation_mode(&pfd, mode, caller);
-        // Create exclusively, so we know whether this call made the file (then it is handed to the
-        // caller) or found one that appeared meanwhile (then it is opened as it is, unless the
-        // caller asked for O_EXCL).
-        let created = Self::open_backing(oflags | OFlags::CREATE | OFlags::EXCL, |f| {
-            rustix::fs::openat(&*pfd, name, f, perm)
-        });
-        let (file, made) = match created {
-            Ok(file) => (file, true),
+        let perm = self.creation_mode(parent, &pfd, mode, &caller);
+        // Create exclusively, as the caller (so the file is the caller's from its first moment);
+        // a file that appeared meanwhile is opened as it is (by the daemon, as any open), unless the
+        // caller asked for O_EXCL.
+        let created = {
+            let _as_caller = self.become_caller(&caller)?;
+            Self::open_backing(oflags | OFlags::CREATE | OFlags::EXCL, |f| {
+                rustix::fs::openat(&*pfd, name, f, perm)
+            })
+        };
+        let file = match created {
+            Ok(file) => file,
             Err(e) if e == rustix::io::Errno::EXIST && flags & libc::O_EXCL == 0 => {
-                let file = Self::open_backing(oflags, |f| {
+                Self::open_backing(oflags, |f| {
                     rustix::fs::openat(&*pfd, name, f, Mode::empty())
                 })
-                .map_err(errno)?;
-                (file, false)
+                .map_err(errno)?
             }
             Err(e) => return Err(errno(e)),
         };
         let st = rustix::fs::fstat(&file).map_err(errno)?;
-        // The node of this object, unless it is a stale node whose inode number the new file reused
-        // (see InodeTable::lookup_known).
-        let known = self.known_entry(key_of(&st), || crate::sys::handle::handle_of(file.as_fd()));
-        let entry = match known {
+        let key = key_of(&st);
+        let entry = match self
+            .inodes
+            .known_entry(key, || crate::sys::handle::handle_of(file.as_fd()))
+        {
             Some(entry) => entry,
             None => {
                 // An O_PATH descriptor of exactly the object just created, whatever its name is now.
@@ -177,23 +180,16 @@ impl PassthroughFs {
                     Mode::empty(),
                 )
                 .map_err(errno)?;
-                self.inodes.lookup(key_of(&st), path_fd)
+                self.inodes.lookup(key, path_fd)
             }
         };
-        let owner_changed = if made {
-            self.give_to_caller(&pfd, entry.id, caller)
-        } else {
-            Ok(false)
-        };
-        let st = match owner_changed {
-            Ok(false) => st,
-            Ok(true) => rustix::fs::fstat(&file).map_err(errno)?,
-            Err(e) => {
-                self.inodes.forget(entry.id, 1);
-                return Err(e);
-            }
-        };
-        let opened = self.register_open(entry.id, file, flags, self.fopen_flags(), kernel);
+        let mut fopen = self.fopen_flags();
+        if self.silent_close {
+            // Closing the backing file reports nothing (and locks are the kernel's): spare every
+            // close(2) a FLUSH round trip. The writeback cache flushes at close regardless.
+            fopen |= FopenFlags::FOPEN_NOFLUSH;
+        }
+        let opened = self.register_open(entry.id, file, flags, fopen, kernel);
         Ok((entry, st, opened))
     }
 

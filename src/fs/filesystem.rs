@@ -16,9 +16,9 @@ use fuser::{
 };
 use rustix::fs::Stat;
 
-use super::attr::file_attr;
-use super::attrs::AttrChanges;
+use super::attr_ops::AttrChanges;
 use super::creds::Caller;
+use super::fuse_attr::file_attr;
 use super::inodes::EntryId;
 use super::xattrs::XattrReply;
 use super::{OpResult, PassthroughFs};
@@ -330,6 +330,7 @@ impl fuser::Filesystem for PassthroughFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.stats.flush();
         reply_empty(reply, self.op_flush(fh.0));
     }
 

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 
-use crate::sys::handle::{FileHandle, handle_of, open_by_handle};
+use crate::sys::handle::{BackingHandle, handle_of, open_by_handle};
 
 /// FUSE's fixed node id of the mount's root.
 pub const ROOT_ID: u64 = 1;
@@ -55,7 +55,7 @@ pub struct EntryId {
 /// daemon restarts); a new object that reuses an inode number gets another one, since the handles
 /// of ext4, xfs and btrfs carry the inode's own generation. Objects without a handle get 0, and so
 /// does the root (the kernel requires 0 there).
-pub fn generation_of(handle: &FileHandle) -> u32 {
+pub fn generation_of(handle: &BackingHandle) -> u32 {
     const OFFSET: u32 = 0x811c_9dc5;
     const PRIME: u32 = 0x0100_0193;
     handle
@@ -67,16 +67,30 @@ pub fn generation_of(handle: &FileHandle) -> u32 {
 }
 
 /// A known node found by key; see [`InodeTable::lookup_known`].
-pub struct Known {
-    pub id: u64,
-    pub generation: u32,
+struct Known {
+    id: u64,
+    generation: u32,
     /// The handle to compare with the object found, when the node's identity must be checked.
-    pub check: Option<FileHandle>,
+    check: Option<BackingHandle>,
 }
+
+/// What the table knows of whether a directory has a default ACL (which decides whether the
+/// caller's umask applies to what is created in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAcl {
+    Known(bool),
+    /// Not known: ask the backing filesystem, then tell [`InodeTable::learn_default_acl`].
+    Unknown(AclTicket),
+}
+
+/// The moment an answer about default ACLs was asked for: it is remembered only if no default ACL
+/// changed through the mount since (a change that raced with the question may not show in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclTicket(u64);
 
 enum Anchor {
     Pinned(Arc<OwnedFd>),
-    Handle(FileHandle),
+    Handle(BackingHandle),
 }
 
 struct Node {
@@ -94,6 +108,8 @@ struct Node {
     /// For symlinks: the directory node and name it was last seen under. Some calls (xattrs) cannot
     /// reach a symlink through an `O_PATH` descriptor, only through its parent and name.
     link_name: Option<(u64, OsString)>,
+    /// For directories: whether it has a default ACL, once known.
+    default_acl: Option<bool>,
 }
 
 /// The parts of a file's metadata that change whenever its contents change.
@@ -108,9 +124,11 @@ struct Tables {
     by_key: HashMap<InodeKey, u64>,
     /// The handles of forgotten handle-anchored nodes, by node id, most recently used last; `None`
     /// when disabled.
-    forgotten: Option<LruCache<u64, FileHandle>>,
+    forgotten: Option<LruCache<u64, BackingHandle>>,
     next_synthetic: u64,
     next_serial: u64,
+    /// Changes of default ACLs through the mount so far (see [`AclTicket`]).
+    acl_changes: u64,
 }
 
 /// Counters of the table.
@@ -155,6 +173,7 @@ impl InodeTable {
                 serial: 0,
                 data_stamp: None,
                 link_name: None,
+                default_acl: None,
             },
         );
         let mut by_key = HashMap::new();
@@ -169,6 +188,7 @@ impl InodeTable {
                 forgotten: NonZeroUsize::new(max_forgotten).map(LruCache::sparse),
                 next_synthetic: SYNTHETIC_BASE,
                 next_serial: 1,
+                acl_changes: 0,
             }),
             fds: Mutex::new(LruCache::new(
                 NonZeroUsize::new(max_fds.max(1)).expect("at least 1"),
@@ -216,29 +236,59 @@ impl InodeTable {
             .get(&id)
             .is_some_and(|n| n.serial == serial)
         {
-            self.lock_fds().put(serial, fd.clone());
+            // A descriptor pushed out of the cache closes outside its lock.
+            let evicted = self.lock_fds().push(serial, fd.clone());
+            drop(evicted);
         }
         Ok(fd)
     }
 
-    /// If `key` is known, counts one more lookup and returns its id.
-    ///
-    /// A handle-anchored node whose descriptor is not cached does not keep its backing inode alive,
-    /// so the backing filesystem may have freed it and given its number to a new file. The answer
-    /// then carries the node's handle for the caller to compare with the object it found; on a
-    /// mismatch the caller calls [`retire`](Self::retire) and registers the new object.
-    pub fn lookup_known(&self, key: InodeKey) -> Option<Known> {
-        let mut t = self.lock();
-        let id = *t.by_key.get(&key)?;
-        let node = t.by_id.get_mut(&id).expect("by_key and by_id agree");
-        node.lookups += 1;
-        let check = match &node.anchor {
-            Anchor::Handle(h) if !self.lock_fds().contains(&node.serial) => Some(h.clone()),
-            _ => None,
+    /// The node registered for `key`, counting one lookup, unless it is a stale node whose inode
+    /// number the backing filesystem gave to a new object: a handle-anchored node whose descriptor
+    /// is not cached does not keep its backing inode alive. Such a node's handle is compared with
+    /// the handle of the object found now, which `found` gives (it is called only then); on a
+    /// mismatch the node is retired (see [`retire`](Self::retire)) and `None` tells the caller to
+    /// register the object found as a new node.
+    pub fn known_entry(
+        &self,
+        key: InodeKey,
+        found: impl FnOnce() -> io::Result<BackingHandle>,
+    ) -> Option<EntryId> {
+        let known = self.lookup_known(key)?;
+        if let Some(h) = &known.check
+            && !found().is_ok_and(|f| f == *h)
+        {
+            self.retire(known.id);
+            return None;
+        }
+        Some(EntryId {
+            id: known.id,
+            generation: known.generation,
+        })
+    }
+
+    /// If `key` is known, counts one more lookup and returns its id, with the handle to check the
+    /// object found against when the node may be stale (see [`known_entry`](Self::known_entry)).
+    fn lookup_known(&self, key: InodeKey) -> Option<Known> {
+        let (id, generation, anchor) = {
+            let mut t = self.lock();
+            let id = *t.by_key.get(&key)?;
+            let node = t.by_id.get_mut(&id).expect("by_key and by_id agree");
+            node.lookups += 1;
+            let anchor = match &node.anchor {
+                Anchor::Handle(h) => Some((h.clone(), node.serial)),
+                Anchor::Pinned(_) => None,
+            };
+            (id, node.generation, anchor)
         };
+        // Not under the table's lock, which the other session threads want (it is taken after the
+        // object was found, which is what matters: a descriptor cached now kept it alive since).
+        let check = anchor
+            .filter(|(_, serial)| !self.lock_fds().contains(serial))
+            .map(|(h, _)| h);
         Some(Known {
             id,
-            generation: node.generation,
+            generation,
             check,
         })
     }
@@ -256,7 +306,7 @@ impl InodeTable {
 
     /// Node `id` turned out to stand for an object that no longer exists under its key: undo the
     /// lookup just counted and stop finding it by key (the kernel still forgets it by id).
-    pub fn retire(&self, id: u64) {
+    fn retire(&self, id: u64) {
         {
             let mut t = self.lock();
             let Some(key) = t.by_id.get(&id).map(|n| n.key) else {
@@ -305,11 +355,16 @@ impl InodeTable {
             Some(h) if anchored => Anchor::Handle(h),
             _ => Anchor::Pinned(fd.clone()),
         };
-        self.insert(&mut t, id, key, anchor, generation, fd);
+        let evicted = self.insert(&mut t, id, key, anchor, generation, fd);
+        drop(t);
+        drop(evicted);
         EntryId { id, generation }
     }
 
     /// Registers a new node `id` (free in `by_id`) with one lookup; `fd` is its descriptor.
+    /// Returns what the descriptor cache let go of, to be dropped (closed) once the caller holds
+    /// no lock.
+    #[must_use]
     fn insert(
         &self,
         t: &mut Tables,
@@ -318,12 +373,14 @@ impl InodeTable {
         anchor: Anchor,
         generation: u32,
         fd: Arc<OwnedFd>,
-    ) {
+    ) -> Option<(u64, Arc<OwnedFd>)> {
         let serial = t.next_serial;
         t.next_serial += 1;
-        if matches!(anchor, Anchor::Handle(_)) {
-            self.lock_fds().put(serial, fd);
-        }
+        let evicted = if matches!(anchor, Anchor::Handle(_)) {
+            self.lock_fds().push(serial, fd)
+        } else {
+            None
+        };
         // The id now names this node: a handle kept for an earlier node of that id is obsolete.
         if let Some(f) = t.forgotten.as_mut() {
             f.pop(&id);
@@ -338,9 +395,11 @@ impl InodeTable {
                 serial,
                 data_stamp: None,
                 link_name: None,
+                default_acl: None,
             },
         );
         t.by_key.insert(key, id);
+        evicted
     }
 
     /// Finds node `id` again after the kernel forgot it, through the file handle kept for it, and
@@ -388,7 +447,13 @@ impl InodeTable {
     /// Registers the object `key` (with file handle `handle`, open on `fd`) as node `id` again, or
     /// counts a lookup if it is registered as `id` already. `None` if `id` or `key` belongs to
     /// another node: the kernel insists on the id it asked for.
-    fn revive(&self, id: u64, key: InodeKey, handle: FileHandle, fd: OwnedFd) -> Option<EntryId> {
+    fn revive(
+        &self,
+        id: u64,
+        key: InodeKey,
+        handle: BackingHandle,
+        fd: OwnedFd,
+    ) -> Option<EntryId> {
         let mut t = self.lock();
         if let Some(node) = t.by_id.get_mut(&id) {
             // Found again meanwhile (by name, or by another request for the id).
@@ -410,7 +475,7 @@ impl InodeTable {
             return None;
         }
         let generation = generation_of(&handle);
-        self.insert(
+        let evicted = self.insert(
             &mut t,
             id,
             key,
@@ -418,6 +483,8 @@ impl InodeTable {
             generation,
             Arc::new(fd),
         );
+        drop(t);
+        drop(evicted);
         Some(EntryId { id, generation })
     }
 
@@ -461,7 +528,8 @@ impl InodeTable {
             drop(t);
             // Descriptors close outside the table's lock.
             drop(unkept);
-            self.lock_fds().pop(&serial);
+            let cached = self.lock_fds().pop(&serial);
+            drop(cached);
         }
     }
 
@@ -471,6 +539,43 @@ impl InodeTable {
         let mut t = self.lock();
         let node = t.by_id.get_mut(&id)?;
         node.data_stamp.replace(stamp)
+    }
+
+    /// Whether directory node `id` has a default ACL, if known. An unknown node (forgotten
+    /// meanwhile) is never learned about.
+    pub fn default_acl(&self, id: u64) -> DefaultAcl {
+        let t = self.lock();
+        match t.by_id.get(&id).and_then(|n| n.default_acl) {
+            Some(has) => DefaultAcl::Known(has),
+            None => DefaultAcl::Unknown(AclTicket(t.acl_changes)),
+        }
+    }
+
+    /// A ticket to [`learn_default_acl`](Self::learn_default_acl) with, taken before the
+    /// backing filesystem is asked (or before it decides, as when a directory is created).
+    pub fn acl_ticket(&self) -> AclTicket {
+        AclTicket(self.lock().acl_changes)
+    }
+
+    /// Remembers whether directory node `id` has a default ACL, as found out since `ticket` was
+    /// taken, unless a default ACL changed through the mount meanwhile.
+    pub fn learn_default_acl(&self, id: u64, ticket: AclTicket, has: bool) {
+        let mut t = self.lock();
+        if t.acl_changes != ticket.0 {
+            return;
+        }
+        if let Some(node) = t.by_id.get_mut(&id) {
+            node.default_acl = Some(has);
+        }
+    }
+
+    /// The default ACL of node `id` was set or removed: forget what was known of it.
+    pub fn default_acl_changed(&self, id: u64) {
+        let mut t = self.lock();
+        t.acl_changes += 1;
+        if let Some(node) = t.by_id.get_mut(&id) {
+            node.default_acl = None;
+        }
     }
 
     /// The node registered for `key`, without counting a lookup.
@@ -595,6 +700,33 @@ mod tests {
     }
 
     #[test]
+    fn default_acl_knowledge_follows_changes() {
+        let t = table();
+        let id = t.lookup(InodeKey { dev: 7, ino: 100 }, some_fd()).id;
+        let other = t.lookup(InodeKey { dev: 7, ino: 101 }, some_fd()).id;
+        let DefaultAcl::Unknown(ticket) = t.default_acl(id) else {
+            panic!("a new node knows nothing of its default ACL")
+        };
+        t.learn_default_acl(id, ticket, true);
+        assert_eq!(t.default_acl(id), DefaultAcl::Known(true));
+        assert!(matches!(t.default_acl(other), DefaultAcl::Unknown(_)));
+        t.default_acl_changed(id);
+        let DefaultAcl::Unknown(asked) = t.default_acl(id) else {
+            panic!("a change is forgotten")
+        };
+        // A default ACL changed (anywhere) after the question: its answer may predate the change.
+        t.default_acl_changed(other);
+        t.learn_default_acl(id, asked, false);
+        assert!(matches!(t.default_acl(id), DefaultAcl::Unknown(_)));
+        t.learn_default_acl(id, t.acl_ticket(), false);
+        assert_eq!(t.default_acl(id), DefaultAcl::Known(false));
+        // A forgotten node knows nothing, and learns nothing.
+        t.forget(id, 1);
+        t.learn_default_acl(id, t.acl_ticket(), true);
+        assert!(matches!(t.default_acl(id), DefaultAcl::Unknown(_)));
+    }
+
+    #[test]
     fn root_is_never_forgotten() {
         let t = table();
         t.forget(ROOT_ID, 1000);
@@ -651,16 +783,49 @@ mod tests {
     }
 
     #[test]
+    fn known_entries_are_checked_against_the_object_found_when_not_pinned() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let Some(t) = handle_table(dir.path(), 0) else {
+            eprintln!("file handles unavailable here; skipping");
+            return;
+        };
+        let (fd, k, h) = new_file(dir.path(), "f");
+        let e = t.lookup(k, fd);
+        let other = BackingHandle::from_parts(h.handle_type(), &[0xff; 8]);
+        // Its descriptor is cached (it keeps the inode alive): no check, the object is the node's.
+        let unused = || -> io::Result<BackingHandle> { panic!("no check needed") };
+        assert_eq!(t.known_entry(k, unused), Some(e));
+        // Pushed out of the cache: the node is checked against the object found.
+        for i in 0..8 {
+            let (fd, k, _) = new_file(dir.path(), &format!("g{i}"));
+            t.lookup(k, fd);
+        }
+        assert_eq!(t.known_entry(k, || Ok(h.clone())), Some(e), "same object");
+        assert_eq!(
+            t.known_entry(k, || Err(io::ErrorKind::NotFound.into())),
+            None
+        );
+        // That node was retired: the key is free for the object found, under a new node.
+        assert_eq!(t.known_entry(k, || Ok(other.clone())), None);
+        let newer = t.lookup(k, opath(&dir.path().join("f")));
+        assert_ne!(newer.id, e.id);
+        assert_eq!(t.known_entry(k, unused), Some(newer));
+        // The kernel still forgets the retired node by id: its lookups were 3 (1 + 2 matches).
+        t.forget(e.id, 3);
+        assert!(t.fd(e.id).is_err());
+    }
+
+    #[test]
     fn generations_are_stable_hashes_of_handles() {
         // ext4's FILEID_INO32_GEN: inode 1, i_generation 2, then the same inode number reused by a
         // file of generation 3. The value is pinned: handles given out before a restart must still
         // carry the same generation after it.
-        let old = FileHandle::from_parts(1, &[1, 0, 0, 0, 2, 0, 0, 0]);
-        let reused = FileHandle::from_parts(1, &[1, 0, 0, 0, 3, 0, 0, 0]);
+        let old = BackingHandle::from_parts(1, &[1, 0, 0, 0, 2, 0, 0, 0]);
+        let reused = BackingHandle::from_parts(1, &[1, 0, 0, 0, 3, 0, 0, 0]);
         assert_eq!(generation_of(&old), 0x0c69_cfc7);
         assert_eq!(generation_of(&old), generation_of(&old.clone()));
         assert_eq!(generation_of(&reused), 0xbc3d_90b6);
-        let other_type = FileHandle::from_parts(2, old.bytes());
+        let other_type = BackingHandle::from_parts(2, old.bytes());
         assert_ne!(generation_of(&other_type), generation_of(&old));
     }
 
@@ -676,7 +841,7 @@ mod tests {
     }
 
     /// A new file `name` in `dir`: an `O_PATH` descriptor, its key and its handle.
-    fn new_file(dir: &std::path::Path, name: &str) -> (OwnedFd, InodeKey, FileHandle) {
+    fn new_file(dir: &std::path::Path, name: &str) -> (OwnedFd, InodeKey, BackingHandle) {
         let p = dir.join(name);
         std::fs::write(&p, name).unwrap();
         let fd = opath(&p);

@@ -9,8 +9,7 @@
 //! layer knows nothing of io_uring: it only sees a [`ReactorHandle`].
 
 mod atime;
-mod attr;
-mod attrs;
+mod attr_ops;
 mod cache;
 mod creds;
 mod dirs;
@@ -18,6 +17,7 @@ mod dirstream;
 mod export;
 mod files;
 mod filesystem;
+mod fuse_attr;
 mod handles;
 mod inodes;
 mod invalidate;
@@ -157,8 +157,12 @@ pub struct PassthroughFs {
     handles: HandleTable,
     /// Whether the kernel agreed to the writeback cache (decided in `init`).
     writeback: std::sync::atomic::AtomicBool,
-    /// Whether the daemon can hand new objects to their creators (it runs as root).
-    is_root: bool,
+    /// Whether session threads create objects as their callers (the daemon runs as root and can
+    /// switch a thread's credentials; see the `creds` module).
+    acts_as_callers: bool,
+    /// Whether closing a backing file can never report an error (local filesystems without a
+    /// flush-on-close: ext4, xfs, btrfs, tmpfs): then a created file needs no FLUSH at each close.
+    silent_close: bool,
     /// How reads of the backing tree are made to follow the mount's atime rules.
     atime: AtimePlan,
     /// The backing directory on its own mount, held while the tree is reached through a private
@@ -220,6 +224,7 @@ impl PassthroughFs {
             io::Error::new(e.kind(), format!("{}: {e}", backing.display()))
         })?;
         let st = rustix::fs::fstat(&root)?;
+        let st_fs = rustix::fs::fstatfs(&root)?;
         let (root, atime, backing_mount) = reach_with_atime_rules(root, &config)?;
         raise_fd_limit();
         let is_root = rustix::process::geteuid().is_root();
@@ -253,7 +258,8 @@ impl PassthroughFs {
             reactor,
             handles: HandleTable::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
-            is_root,
+            acts_as_callers: creds::can_act_as_callers(),
+            silent_close: closes_silently(&st_fs),
             atime,
             _backing_mount: backing_mount,
             stats: stats::FsStats::default(),
@@ -281,78 +287,96 @@ impl PassthroughFs {
         }
     }
 
-    /// Looks up what was just created as `name` in `parent` and gives it to `caller`.
-    fn created(
-        &self,
-        parent: u64,
-        pfd: &OwnedFd,
-        name: &OsStr,
-        caller: creds::Caller,
-    ) -> OpResult<(EntryId, Stat)> {
-        let (entry, st) = self.lookup_child(parent, name)?;
-        match self.give_to_caller(pfd, entry.id, caller) {
-            Ok(false) => Ok((entry, st)),
-            Ok(true) => {
-                let fd = self.node_fd(entry.id)?;
-                Ok((entry, rustix::fs::fstat(&*fd).map_err(errno).unwrap_or(st)))
-            }
-            Err(e) => {
-                self.inodes.forget(entry.id, 1);
-                Err(e)
-            }
-        }
-    }
-
-    /// Looks `name` up in `parent`, counting one kernel lookup of the result.
-    fn lookup_child(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
-        let (entry, st) = self.lookup_child_inner(parent, name)?;
+    /// Registers what was just created as `name` in `parent` (open as `pfd`), counting one kernel
+    /// lookup of it: opened directly, since it is new (no stat of the name first).
+    fn created(&self, parent: u64, pfd: &OwnedFd, name: &OsStr) -> OpResult<(EntryId, Stat)> {
+        let fd = rustix::fs::openat(
+            pfd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        let entry = self.register(fd, &st);
         if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
             self.inodes.set_link_name(entry.id, parent, name);
         }
         Ok((entry, st))
     }
 
-    fn lookup_child_inner(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
+    /// The node of the object open as `fd` (an `O_PATH` descriptor; `st` its attributes), counting
+    /// one kernel lookup: the node known for it, or a new node that keeps `fd`.
+    fn register(&self, fd: OwnedFd, st: &Stat) -> EntryId {
+        let key = key_of(st);
+        match self
+            .inodes
+            .known_entry(key, || crate::sys::handle::handle_of(fd.as_fd()))
+        {
+            Some(entry) => entry,
+            None => self.inodes.lookup(key, fd),
+        }
+    }
+
+    /// Looks `name` up in `parent`, counting one kernel lookup of the result.
+    fn lookup_child(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
+        self.lookup_child_hinted(parent, name, None)
+    }
+
+    /// [`lookup_child`](Self::lookup_child), where `listed_ino` is the inode number a directory
+    /// listing gave for `name`: a hint that spares the stat before the open of an object the table
+    /// does not know yet.
+    fn lookup_child_hinted(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        listed_ino: Option<u64>,
+    ) -> OpResult<(EntryId, Stat)> {
+        let (entry, st) = self.lookup_child_inner(parent, name, listed_ino)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            self.inodes.set_link_name(entry.id, parent, name);
+        }
+        Ok((entry, st))
+    }
+
+    fn lookup_child_inner(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        listed_ino: Option<u64>,
+    ) -> OpResult<(EntryId, Stat)> {
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
+        let open = || {
+            rustix::fs::openat(
+                &*pfd,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)
+        };
+        let unknown = listed_ino.is_some_and(|ino| {
+            let dev = self.inodes.root_key().dev;
+            self.inodes.id_of(InodeKey { dev, ino }).is_none()
+        });
+        if unknown {
+            // Most likely new to the table: open it at once and register what was opened (if it
+            // is known after all, under another device, the descriptor just goes).
+            let fd = open()?;
+            let st = rustix::fs::fstat(&fd).map_err(errno)?;
+            return Ok((self.register(fd, &st), st));
+        }
         let st = rustix::fs::statat(&*pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno)?;
-        if let Some(entry) = self.known_entry(key_of(&st), || {
+        if let Some(entry) = self.inodes.known_entry(key_of(&st), || {
             crate::sys::handle::handle_of_child(pfd.as_fd(), name)
         }) {
             return Ok((entry, st));
         }
-        let fd = rustix::fs::openat(
-            &*pfd,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
+        let fd = open()?;
         // The name may have been replaced between the stat and the open: trust what was opened.
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
         Ok((self.inodes.lookup(key_of(&st), fd), st))
-    }
-
-    /// The node registered for `key`, counting one lookup, unless it is a stale node whose inode
-    /// number a new object reused (see [`InodeTable::lookup_known`]): then `found` gives the
-    /// handle of the object found now, to compare with the node's.
-    fn known_entry(
-        &self,
-        key: InodeKey,
-        found: impl FnOnce() -> io::Result<crate::sys::handle::FileHandle>,
-    ) -> Option<EntryId> {
-        let known = self.inodes.lookup_known(key)?;
-        if let Some(h) = &known.check
-            && !found().is_ok_and(|f| f == *h)
-        {
-            // The inode number was reused by a new object: this is not that node.
-            self.inodes.retire(known.id);
-            return None;
-        }
-        Some(EntryId {
-            id: known.id,
-            generation: known.generation,
-        })
     }
 }
 
@@ -392,6 +416,19 @@ fn reach_with_atime_rules(
             Ok((root, plan, None))
         }
     }
+}
+
+/// Whether closing a file of the filesystem `st` describes never reports an error (the filesystem
+/// has no flush-on-close, unlike NFS, SMB, Ceph, 9p, FUSE or overlay over those).
+fn closes_silently(st: &rustix::fs::StatFs) -> bool {
+    const EXT4: i64 = 0xef53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683e;
+    const TMPFS: i64 = 0x0102_1994;
+    // f_type is an i64 here, an i32 or u32 on other architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = st.f_type as i64;
+    matches!(f_type, EXT4 | XFS | BTRFS | TMPFS)
 }
 
 /// Lets the daemon hold an `O_PATH` descriptor for every inode the kernel remembers: raise the soft

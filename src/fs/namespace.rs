@@ -7,7 +7,7 @@ use fuser::Errno;
 use rustix::fs::{AtFlags, FileType as RxFileType, RenameFlags, Stat};
 
 use super::creds::Caller;
-use super::inodes::EntryId;
+use super::inodes::{DefaultAcl, EntryId};
 use super::{OpResult, PassthroughFs, check_name, errno};
 
 impl PassthroughFs {
@@ -31,9 +31,21 @@ impl PassthroughFs {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
-        let mode = self.creation_mode(&pfd, mode, caller);
-        rustix::fs::mkdirat(&*pfd, name, mode).map_err(errno)?;
-        self.created(parent, &pfd, name, caller)
+        let mode = self.creation_mode(parent, &pfd, mode, &caller);
+        // A new directory inherits its parent's default ACL, or has none when the parent has none.
+        let ticket = self.inodes.acl_ticket();
+        let parent_acl = self.inodes.default_acl(parent);
+        {
+            let _as_caller = self.become_caller(&caller)?;
+            rustix::fs::mkdirat(&*pfd, name, mode).map_err(errno)?;
+        }
+        let (entry, st) = self.created(parent, &pfd, name)?;
+        if let DefaultAcl::Known(has) = parent_acl
+            && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        {
+            self.inodes.learn_default_acl(entry.id, ticket, has);
+        }
+        Ok((entry, st))
     }
 
     pub(super) fn op_mknod(
@@ -48,9 +60,12 @@ impl PassthroughFs {
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
         let kind = RxFileType::from_raw_mode(mode);
-        let perm = self.creation_mode(&pfd, mode, caller);
-        rustix::fs::mknodat(&*pfd, name, kind, perm, rdev as u64).map_err(errno)?;
-        self.created(parent, &pfd, name, caller)
+        let perm = self.creation_mode(parent, &pfd, mode, &caller);
+        {
+            let _as_caller = self.become_caller(&caller)?;
+            rustix::fs::mknodat(&*pfd, name, kind, perm, rdev as u64).map_err(errno)?;
+        }
+        self.created(parent, &pfd, name)
     }
 
     pub(super) fn op_symlink(
@@ -63,8 +78,11 @@ impl PassthroughFs {
         self.check_writable()?;
         check_name(name)?;
         let pfd = self.node_fd(parent)?;
-        rustix::fs::symlinkat(target, &*pfd, name).map_err(errno)?;
-        self.created(parent, &pfd, name, caller)
+        {
+            let _as_caller = self.become_caller(&caller)?;
+            rustix::fs::symlinkat(target, &*pfd, name).map_err(errno)?;
+        }
+        self.created(parent, &pfd, name)
     }
 
     pub(super) fn op_link(

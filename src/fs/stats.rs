@@ -16,6 +16,7 @@ pub struct FsStats {
     passthrough_fallbacks: AtomicU64,
     passthrough_reads: AtomicU64,
     passthrough_writes: AtomicU64,
+    flushes: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -37,6 +38,8 @@ pub struct FsStatsSnapshot {
     /// Reads and writes that still reached the daemon through a passthrough handle.
     pub passthrough_reads: u64,
     pub passthrough_writes: u64,
+    /// FLUSH requests (one per close(2) of a file opened without FOPEN_NOFLUSH).
+    pub flushes: u64,
 }
 
 impl FsStats {
@@ -76,6 +79,10 @@ impl FsStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> FsStatsSnapshot {
         FsStatsSnapshot {
             reads: self.reads.load(Ordering::Relaxed),
@@ -89,6 +96,7 @@ impl FsStats {
             passthrough_fallbacks: self.passthrough_fallbacks.load(Ordering::Relaxed),
             passthrough_reads: self.passthrough_reads.load(Ordering::Relaxed),
             passthrough_writes: self.passthrough_writes.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
         }
     }
 }
@@ -109,6 +117,7 @@ mod tests {
         s.passthrough_open(true);
         s.passthrough_open(false);
         s.passthrough_io(false);
+        s.flush();
         let snap = s.snapshot();
         assert_eq!(
             (snap.reads, snap.bytes_read, snap.largest_read),
@@ -127,5 +136,6 @@ mod tests {
             ),
             (2, 1, 1, 0)
         );
+        assert_eq!(snap.flushes, 1);
     }
 }

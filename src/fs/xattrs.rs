@@ -16,6 +16,9 @@ use rustix::fs::{AtFlags, XattrFlags};
 use super::creds::{Caller, in_group};
 use super::{OpResult, PassthroughFs, errno, key_of, proc_path};
 
+/// The xattr that holds a directory's default ACL.
+pub(super) const DEFAULT_ACL: &str = "system.posix_acl_default";
+
 /// The answer to a get/list: the size when asked for it (size 0), else the bytes.
 pub(super) enum XattrReply {
     Size(u32),
@@ -115,12 +118,13 @@ impl PassthroughFs {
         self.check_writable()?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
         let t = self.xattr_target(ino)?;
-        if t.symlink {
+        let set = if t.symlink {
             rustix::fs::lsetxattr(t.path.as_path(), name, value, flags)
         } else {
             rustix::fs::setxattr(t.path.as_path(), name, value, flags)
-        }
-        .map_err(errno)?;
+        };
+        self.forget_default_acl_if(ino, name);
+        set.map_err(errno)?;
         if name == "system.posix_acl_access" && !t.symlink && caller.uid != 0 {
             self.kill_sgid_after_acl(ino, &t, caller)?;
         }
@@ -144,11 +148,21 @@ impl PassthroughFs {
     pub(super) fn op_removexattr(&self, ino: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let t = self.xattr_target(ino)?;
-        if t.symlink {
+        let removed = if t.symlink {
             rustix::fs::lremovexattr(t.path.as_path(), name)
         } else {
             rustix::fs::removexattr(t.path.as_path(), name)
+        };
+        self.forget_default_acl_if(ino, name);
+        removed.map_err(errno)
+    }
+
+    /// Makes node `ino` forget whether it has a default ACL when `name` is that ACL (what was
+    /// known decides the mode of what is created in it; see `creds`). Also after a failed call,
+    /// which may have changed it partly.
+    fn forget_default_acl_if(&self, ino: u64, name: &OsStr) {
+        if name == DEFAULT_ACL {
+            self.inodes.default_acl_changed(ino);
         }
-        .map_err(errno)
     }
 }

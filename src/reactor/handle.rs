@@ -179,10 +179,18 @@ impl<C: Completions> ReactorHandle<C> {
         });
     }
 
-    /// Lets go of `file`, closing it on the reactor when no operation holds it any more.
+    /// Lets go of `file`. When nothing else holds it (no operation in flight) it is closed right
+    /// here and `done` answered at once: a round trip through the reactor would cost a wake-up of
+    /// its thread. Otherwise the reactor lets go of it, and the last operation's end closes it.
     pub fn close(&self, file: BackingFile, done: C::Done) {
         let done = PendingDone::<C>::new(done);
-        self.submit(Request::Close { file, done });
+        match Arc::try_unwrap(file) {
+            Ok(file) => {
+                drop(file);
+                done.complete(Ok(()));
+            }
+            Err(file) => self.submit(Request::Close { file, done }),
+        }
     }
 
     /// Largest read or write one request may carry.

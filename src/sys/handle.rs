@@ -15,17 +15,18 @@ struct RawHandle {
     f_handle: [u8; MAX_HANDLE_SZ],
 }
 
-/// An opaque handle of one inode on its filesystem.
+/// An opaque handle of one inode of the backing filesystem (the kernel's `struct file_handle`;
+/// not to be confused with fuser's `FileHandle`, the number of an open file of the mount).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileHandle {
+pub struct BackingHandle {
     handle_type: i32,
     bytes: Box<[u8]>,
 }
 
-impl FileHandle {
+impl BackingHandle {
     /// A handle made of its parts (as name_to_handle_at(2) returns them).
     pub fn from_parts(handle_type: i32, bytes: &[u8]) -> Self {
-        FileHandle {
+        BackingHandle {
             handle_type,
             bytes: bytes.into(),
         }
@@ -43,12 +44,12 @@ impl FileHandle {
 }
 
 /// The handle of the object `fd` refers to (any descriptor, `O_PATH` included).
-pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<FileHandle> {
+pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<BackingHandle> {
     handle_at(fd, c"", libc::AT_EMPTY_PATH)
 }
 
 /// The handle of `name` in directory `dir`, without following a final symlink.
-pub fn handle_of_child(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<FileHandle> {
+pub fn handle_of_child(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<BackingHandle> {
     let name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name))
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     handle_at(dir, &name, 0)
@@ -58,7 +59,7 @@ fn handle_at(
     dir: BorrowedFd<'_>,
     name: &std::ffi::CStr,
     flags: libc::c_int,
-) -> io::Result<FileHandle> {
+) -> io::Result<BackingHandle> {
     let mut raw = RawHandle {
         handle_bytes: MAX_HANDLE_SZ as libc::c_uint,
         handle_type: 0,
@@ -81,7 +82,7 @@ fn handle_at(
         return Err(io::Error::last_os_error());
     }
     let len = (raw.handle_bytes as usize).min(MAX_HANDLE_SZ);
-    Ok(FileHandle {
+    Ok(BackingHandle {
         handle_type: raw.handle_type,
         bytes: raw.f_handle[..len].into(),
     })
@@ -91,7 +92,7 @@ fn handle_at(
 /// CAP_DAC_READ_SEARCH.
 pub fn open_by_handle(
     mount_fd: BorrowedFd<'_>,
-    handle: &FileHandle,
+    handle: &BackingHandle,
     flags: i32,
 ) -> io::Result<OwnedFd> {
     let mut raw = RawHandle {

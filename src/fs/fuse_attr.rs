@@ -1,4 +1,5 @@
-//! Converting backing-file metadata into what FUSE replies carry.
+//! Converting backing-file metadata (`Stat`, `d_type`) into what FUSE replies carry (fuser's
+//! `FileAttr`, `FileType`). The attribute operations (getattr, setattr) are in `attr_ops`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,4 +1,5 @@
-//! Attributes: getattr, setattr, statfs, access.
+//! The attribute operations: getattr, setattr, statfs. (What their replies carry is built by
+//! `fuse_attr`.)
 
 use std::os::fd::AsFd;
 use std::time::UNIX_EPOCH;
