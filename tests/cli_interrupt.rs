@@ -113,8 +113,9 @@ fn sigint_during_fio_leaves_no_mount_and_no_hung_process() {
     let status = m.wait_exit();
     assert!(status.success(), "{status}; stderr:\n{}", m.stderr());
     assert!(!is_mounted(&mp), "mount left behind");
-    // fio was busy on the mount, so it was detached and its connection cut.
-    assert!(m.stderr().contains("busy"), "stderr:\n{}", m.stderr());
+    // fio was busy on the mount: either the daemon caught a moment between fio's passes over its
+    // files (it retries a busy unmount for half a second) or it detached the mount and cut the
+    // connection. Either way fio must not hang.
 
     // fio notices (ENOTCONN) and exits: nothing is stuck in D state.
     let exited = wait_child(&mut fio.0, Duration::from_secs(60));

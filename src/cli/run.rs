@@ -198,7 +198,7 @@ fn unmount_ours(mountpoint: &Path, ours: Option<&MountEntry>) -> Unmounted {
     if !is_ours(mountpoint, ours) {
         return Unmounted::NotOurs;
     }
-    match unmount(mountpoint, false) {
+    match unmount_patiently(mountpoint) {
         Ok(()) => Unmounted::Clean,
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => match unmount(mountpoint, true) {
             Ok(()) => Unmounted::Detached,
@@ -222,6 +222,24 @@ fn unmount_ours(mountpoint: &Path, ours: Option<&MountEntry>) -> Unmounted {
         Err(e) => {
             tracing::error!("cannot unmount {}: {e}", mountpoint.display());
             Unmounted::Detached
+        }
+    }
+}
+
+/// Unmounts cleanly; while the mount is busy, tries again for a short while first: a mount held for
+/// an instant (a program closing its last file of the mount as the signal came, or a child another
+/// thread forked, holding copies of its parent's descriptors until it execs) is free a moment later.
+fn unmount_patiently(mountpoint: &Path) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match unmount(mountpoint, false) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
         }
     }
 }
