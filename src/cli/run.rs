@@ -87,7 +87,13 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         }
     };
     kernel_cache.connect(session.notifier());
-    drop(kernel_cache);
+    // Replies of direct writes wait on the cache's own thread for their invalidation; every wait
+    // for "all answered" below covers them too.
+    let answered = |limit: std::time::Duration| {
+        let start = std::time::Instant::now();
+        reactor.wait_answered(limit)
+            && kernel_cache.wait_idle(limit.saturating_sub(start.elapsed()))
+    };
     if let Some((set, clear)) = settings.mount_attrs_after_mount()
         && let Err(e) = crate::sys::mount::set_mount_attrs(&paths.mountpoint, set, clear)
     {
@@ -148,7 +154,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
             tracing::info!("{name}: unmounting {}", paths.mountpoint.display());
             // Requests the kernel sends in the background (the RELEASE after a close) may still be
             // in the reactor: unmounting aborts them, and their answers would find no request.
-            if !reactor.wait_answered(std::time::Duration::from_secs(1)) {
+            if !answered(std::time::Duration::from_secs(1)) {
                 tracing::debug!("requests still unanswered after 1 s; unmounting anyway");
             }
             match unmount_ours(&paths.mountpoint, ours.as_ref()) {
@@ -177,6 +183,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
                     );
                     // Answer what is in flight, then let process exit abort the connection.
                     reactor.shutdown();
+                    kernel_cache.wait_idle(std::time::Duration::from_secs(1));
                     Ok(())
                 }
             }

@@ -13,6 +13,7 @@
 //! stale page is left.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -76,28 +77,59 @@ impl PageCacheUsers {
     }
 }
 
-type Job = (u64, i64, i64, Box<dyn FnOnce() + Send>);
+/// A reply waiting for an invalidation; whoever takes it first sends it (see `REPLY_PATIENCE`).
+type ReplyCell = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
-/// The connection to the kernel's caches (set once the mount is up) and the invalidation thread.
+/// Longest a direct write's reply waits for its invalidation. The kernel's invalidation waits for
+/// locked pages, and pages can be locked by the very write being answered: when the kernel falls
+/// back to a buffered write on an O_DIRECT handle (the rest of a short direct write, or pages it
+/// could not drop), it sends a WRITE from locked pages that looks like a direct one. Then the reply
+/// goes out after this long, the pages unlock, and the invalidation completes after it. A READ in
+/// flight, the case the invalidation is for, is answered by the reactor long before.
+const REPLY_PATIENCE: Duration = Duration::from_millis(100);
+
+/// How long the invalidation thread waits for the kernel connection right after mounting.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(1);
+
+struct Job {
+    ino: u64,
+    offset: i64,
+    len: i64,
+    reply: ReplyCell,
+}
+
+/// The connection to the kernel's caches (set once the mount is up), the invalidation thread and
+/// the watchdog that answers a reply whose invalidation takes too long.
 pub struct KernelCache {
     notifier: Arc<OnceLock<Notifier>>,
     jobs: Sender<Job>,
+    deadlines: Sender<(Instant, ReplyCell)>,
+    /// Replies queued and not sent yet.
+    pending: Arc<AtomicUsize>,
     pub users: PageCacheUsers,
 }
 
 impl KernelCache {
     pub fn new() -> std::io::Result<Self> {
         let notifier = Arc::new(OnceLock::new());
+        let pending = Arc::new(AtomicUsize::new(0));
         let (jobs, rx) = crossbeam_channel::unbounded();
-        let n = notifier.clone();
-        // The thread ends when the last holder of this cache (the filesystem, or a write reply in
-        // flight) lets go and it has run every job queued.
+        let (deadlines, deadline_rx) = crossbeam_channel::unbounded();
+        // Both threads end when the last holder of this cache (the filesystem, or a write reply
+        // in flight) lets go and they have answered every reply queued.
+        let (n, p) = (notifier.clone(), pending.clone());
         std::thread::Builder::new()
             .name("arsyncfs-inval".into())
-            .spawn(move || serve(&n, rx))?;
+            .spawn(move || serve(&n, rx, &p))?;
+        let p = pending.clone();
+        std::thread::Builder::new()
+            .name("arsyncfs-inval-watch".into())
+            .spawn(move || watch(deadline_rx, &p))?;
         Ok(KernelCache {
             notifier,
             jobs,
+            deadlines,
+            pending,
             users: PageCacheUsers::default(),
         })
     }
@@ -114,27 +146,81 @@ impl KernelCache {
         }
     }
 
-    /// Drops the cached pages of `len` bytes at `offset` of `ino`, then runs `then` (always, also
-    /// when the kernel refused or the thread is gone: `then` sends a reply).
+    /// Drops the cached pages of `len` bytes at `offset` of `ino`, then runs `then`: once, always
+    /// (also when the kernel refused, or after `REPLY_PATIENCE` if the invalidation is stuck behind
+    /// locked pages): `then` sends a reply.
     pub fn pages_then(&self, ino: u64, offset: u64, len: u64, then: Box<dyn FnOnce() + Send>) {
-        let job = (
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let reply: ReplyCell = Arc::new(Mutex::new(Some(then)));
+        let _ = self
+            .deadlines
+            .send((Instant::now() + REPLY_PATIENCE, reply.clone()));
+        let job = Job {
             ino,
-            offset.min(i64::MAX as u64) as i64,
-            len.min(i64::MAX as u64) as i64,
-            then,
-        );
-        if let Err(refused) = self.jobs.send(job) {
-            (refused.0.3)();
+            offset: offset.min(i64::MAX as u64) as i64,
+            len: len.min(i64::MAX as u64) as i64,
+            reply: reply.clone(),
+        };
+        if self.jobs.send(job).is_err() {
+            answer(&reply, &self.pending);
         }
+    }
+
+    /// Waits, at most `limit`, until every reply queued here has been sent; false on timeout.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.pending.load(Ordering::Acquire) > 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        true
     }
 }
 
-fn serve(notifier: &OnceLock<Notifier>, jobs: Receiver<Job>) {
-    for (ino, offset, len, then) in jobs {
-        if let Some(n) = notifier.get() {
-            report(n.inval_inode(INodeNo(ino), offset, len), ino);
+/// Sends the reply in `cell` unless someone already did.
+fn answer(cell: &ReplyCell, pending: &AtomicUsize) {
+    let reply = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(reply) = reply {
+        reply();
+        pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn serve(notifier: &OnceLock<Notifier>, jobs: Receiver<Job>, pending: &AtomicUsize) {
+    let mut waited = false;
+    for job in jobs {
+        // The mount answers requests an instant before the connection is handed over.
+        if !waited {
+            let deadline = Instant::now() + CONNECT_PATIENCE;
+            while notifier.get().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            waited = true;
         }
-        then();
+        if let Some(n) = notifier.get() {
+            report(
+                n.inval_inode(INodeNo(job.ino), job.offset, job.len),
+                job.ino,
+            );
+        }
+        answer(&job.reply, pending);
+    }
+}
+
+/// Answers, in order, the replies whose invalidation outlived `REPLY_PATIENCE`.
+fn watch(deadlines: Receiver<(Instant, ReplyCell)>, pending: &AtomicUsize) {
+    for (deadline, reply) in deadlines {
+        // Already answered (the usual case): nothing to wait for.
+        if reply.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            continue;
+        }
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::sleep(deadline - now);
+        }
+        answer(&reply, pending);
     }
 }
 
@@ -176,9 +262,10 @@ mod tests {
             let tx = tx.clone();
             cache.pages_then(7, 0, 4096, Box::new(move || tx.send(i).unwrap()));
         }
+        assert!(cache.wait_idle(Duration::from_secs(10)), "every reply sent");
         drop(cache);
         drop(tx);
         let got: Vec<i32> = rx.iter().collect();
-        assert_eq!(got, vec![0, 1, 2], "every continuation ran, in order");
+        assert_eq!(got, vec![0, 1, 2], "every continuation ran once, in order");
     }
 }

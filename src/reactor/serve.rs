@@ -136,6 +136,7 @@ async fn write<C: Completions>(
         let BufResult(res, op) = submit(op).await;
         (file, vec) = op.into_parts();
         match res {
+            Ok(0) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(n) => written += n.min(total - written),
             Err(e) if is_retryable(&e) => continue,

@@ -47,7 +47,10 @@ impl<C: Completions> Reactor<C> {
         };
         let mut lanes = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        let mut lane_of_cpu = vec![0; cpus.iter().max().map_or(0, |&c| c + 1)];
+        // CPUs without a reactor of their own (more CPUs than reactors) spread over the reactors.
+        let mut lane_of_cpu: Vec<usize> = (0..cpus.iter().max().map_or(0, |&c| c + 1))
+            .map(|cpu| cpu % n)
+            .collect();
         // n <= cpus.len() when pinned, so each reactor gets a CPU of its own.
         let cpu_of_lane = (0..n).map(|i| pinned.then(|| cpus[i]));
         for (i, cpu) in cpu_of_lane.enumerate() {
