@@ -36,6 +36,7 @@ fs_tests!(
     unaligned_same_as_backing,
     direct_and_buffered_agree,
     no_stale_pages_after_async_direct_writes,
+    no_stale_pages_after_direct_writes_switched_on_with_fcntl,
 );
 
 const KIB: usize = 1024;
@@ -431,6 +432,16 @@ fn async_direct_write(ring: &mut io_uring::IoUring, direct: &File, buf: &Aligned
 /// buffered: the read-back must always see the pattern just written, never the one before it
 /// (the FUSE page cache keeps the old bytes unless the daemon invalidates them).
 fn no_stale_pages_after_async_direct_writes(env: &Env) {
+    stale_page_race(env, false, race_secs());
+}
+
+/// The same race with a writer that opened the file without O_DIRECT and then set it with
+/// fcntl(F_SETFL): its writes are direct all the same (for half the time of the first).
+fn no_stale_pages_after_direct_writes_switched_on_with_fcntl(env: &Env) {
+    stale_page_race(env, true, race_secs().div_ceil(2));
+}
+
+fn stale_page_race(env: &Env, via_fcntl: bool, secs: u64) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
@@ -453,10 +464,21 @@ fn no_stale_pages_after_async_direct_writes(env: &Env) {
             })
         })
         .collect();
-    let direct = open_direct(&path, true);
+    let direct = if via_fcntl {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let flags = rustix::fs::fcntl_getfl(&f).unwrap();
+        rustix::fs::fcntl_setfl(&f, flags | rustix::fs::OFlags::DIRECT).unwrap();
+        f
+    } else {
+        open_direct(&path, true)
+    };
     let mut ring = io_uring::IoUring::new(4).expect("io_uring");
     let mut buf = AlignedBuf::new(LEN, 4096);
-    let deadline = Instant::now() + Duration::from_secs(race_secs());
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let mut cycles = 0u64;
     let mut stale = None;
     while Instant::now() < deadline && stale.is_none() {

@@ -259,12 +259,28 @@ impl PassthroughFs {
         self.handles.file(fh).ok_or(Errno::EBADF)
     }
 
-    pub(super) fn op_read(&self, fh: u64, offset: u64, size: u32, reply: fuser::ReplyData) {
+    /// A read of node `ino` through `fh`; `flags` are the file's flags as the request carries them.
+    pub(super) fn op_read(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        flags: i32,
+        reply: fuser::ReplyData,
+    ) {
         self.stats.read(size as u64);
         self.count_passthrough_io(fh, false);
-        match self.file(fh) {
-            Ok(file) => self.reactor.read(file, offset, size as usize, reply),
-            Err(e) => reply.error(e),
+        match self.handles.file_and_direct(fh) {
+            Some((file, opened_direct)) => {
+                if opened_direct && flags & libc::O_DIRECT == 0 {
+                    // O_DIRECT cleared with fcntl(F_SETFL): this read fills the page cache, which
+                    // direct writes of the file must now invalidate (see invalidate.rs).
+                    self.cache.users.read_through_cache(ino);
+                }
+                self.reactor.read(file, offset, size as usize, reply)
+            }
+            None => reply.error(Errno::EBADF),
         }
     }
 
@@ -277,6 +293,7 @@ impl PassthroughFs {
         data: &[u8],
         kill_suidgid_for: Option<u32>,
         from_cache: bool,
+        direct_now: bool,
         reply: fuser::ReplyWrite,
     ) {
         self.stats.write(data.len() as u64);
@@ -298,7 +315,9 @@ impl PassthroughFs {
                 .reactor
                 .write(file, offset, data, WriteReply::plain(reply));
         }
-        if direct {
+        if direct || direct_now {
+            // Direct to the kernel (the request's flags: O_DIRECT may have been set with fcntl on a
+            // buffered handle, whose backing descriptor then writes through the backing cache).
             let reply = WriteReply::direct(reply, self.cache.clone(), ino, offset);
             return self.reactor.write_as_pwrite(file, offset, data, reply);
         }

@@ -289,15 +289,15 @@ impl fuser::Filesystem for PassthroughFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.op_read(fh.0, offset, size, reply);
+        self.op_read(ino.0, fh.0, offset, size, flags.0, reply);
     }
 
     fn write(
@@ -308,7 +308,7 @@ impl fuser::Filesystem for PassthroughFs {
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -319,7 +319,11 @@ impl fuser::Filesystem for PassthroughFs {
             .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
             .then_some(req.gid());
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        self.op_write(ino.0, fh.0, offset, data, kill, from_cache, reply);
+        // The flags of the request, not those of the open: fcntl(F_SETFL) may have switched O_DIRECT.
+        let direct_now = flags.0 & libc::O_DIRECT != 0;
+        self.op_write(
+            ino.0, fh.0, offset, data, kill, from_cache, direct_now, reply,
+        );
     }
 
     fn flush(

@@ -98,6 +98,15 @@ impl HandleTable {
         })
     }
 
+    /// The open file behind `fh`, if it is one, and whether it was opened with O_DIRECT.
+    pub fn file_and_direct(&self, fh: u64) -> Option<(Arc<File>, bool)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        match map.get(&fh)? {
+            Handle::File(f) => Some((f.file.clone(), f.direct)),
+            Handle::Dir(_) => None,
+        }
+    }
+
     /// Who serves the handle `fh` under `--passthrough`.
     pub fn served(&self, fh: u64) -> Option<Served> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());

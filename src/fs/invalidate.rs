@@ -67,6 +67,18 @@ impl PageCacheUsers {
         }
     }
 
+    /// A read of `ino` through the page cache on a handle opened with O_DIRECT (switched with
+    /// fcntl): counts as a buffered handle closed just now.
+    pub fn read_through_cache(&self, ino: u64) {
+        self.lock()
+            .entry(ino)
+            .or_insert(Users {
+                open: 0,
+                last_close: None,
+            })
+            .last_close = Some(Instant::now());
+    }
+
     /// Whether buffered reads of `ino` may have raced with a direct write that arrived at `since`:
     /// a buffered handle is open now, or was closed shortly before the write arrived or after.
     pub fn may_have_raced(&self, ino: u64, since: Instant) -> bool {
@@ -252,6 +264,11 @@ mod tests {
         assert!(u.may_have_raced(5, t0), "closed just now");
         let later = Instant::now() + RECENT * 2;
         assert!(!u.may_have_raced(5, later), "closed long before the write");
+        u.read_through_cache(9);
+        assert!(
+            u.may_have_raced(9, Instant::now()),
+            "read through the cache just now"
+        );
     }
 
     #[test]
