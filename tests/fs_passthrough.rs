@@ -20,23 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use integrity_model::AlignedBuf;
-use mount::{Mounted, Signal};
+use mount::{Mounted, Signal, logged_value};
 
 const MIB: usize = 1 << 20;
-
-fn logged_value(log: &str, field: &str) -> u64 {
-    // A whole field name: " reads: " is not the end of " passthrough_reads: ".
-    let key = format!(" {field}: ");
-    let start = log
-        .find(&key)
-        .unwrap_or_else(|| panic!("{field} not in the log:\n{log}"));
-    log[start + key.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
 
 /// Stops the daemon and returns its log (with the request counters).
 fn stop(mut m: Mounted) -> String {

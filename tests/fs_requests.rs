@@ -13,21 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
 use integrity_model::AlignedBuf;
-use mount::{Mounted, Signal};
-
-fn logged_value(log: &str, field: &str) -> u64 {
-    // A whole field name: " writes: " is not the end of " inline_writes: ".
-    let key = format!(" {field}: ");
-    let start = log
-        .find(&key)
-        .unwrap_or_else(|| panic!("{field} not in the log:\n{log}"));
-    log[start + key.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
+use mount::{Mounted, Signal, logged_value};
 
 #[test]
 fn kernel_sends_one_mib_requests() {

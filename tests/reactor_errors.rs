@@ -103,19 +103,27 @@ fn misaligned_o_direct_requests_are_einval() {
     r.finish();
 }
 
-/// A write that does not fit on a full filesystem fails with ENOSPC, even when the kernel wrote part
-/// of it first (the reactor continues short writes and reports the error that ends them).
-#[test]
-fn enospc_on_a_full_tmpfs() {
-    let Some(fs) = TinyTmpfs::mount("64k") else {
-        return;
-    };
+/// A reactor with one 256 KiB buffer and a new file on a 64 KiB tmpfs (close the file and finish the
+/// reactor before the tmpfs goes); `None` where
+/// a tmpfs cannot be mounted (not root).
+fn reactor_on_a_64k_tmpfs() -> Option<(Harness, std::sync::Arc<std::fs::File>, TinyTmpfs)> {
+    let fs = TinyTmpfs::mount("64k")?;
     let (_, file) = new_file(fs.path(), "fill");
     let r = Harness::with(ReactorConfig {
         buffers: 1,
         buffer_size: 256 << 10,
         ..ReactorConfig::default()
     });
+    Some((r, file, fs))
+}
+
+/// A write that does not fit on a full filesystem fails with ENOSPC, even when the kernel wrote part
+/// of it first (the reactor continues short writes and reports the error that ends them).
+#[test]
+fn enospc_on_a_full_tmpfs() {
+    let Some((r, file, _fs)) = reactor_on_a_64k_tmpfs() else {
+        return;
+    };
     // 48 KiB fit.
     assert_eq!(r.write(&file, 0, &[1u8; 48 << 10]).unwrap(), 48 << 10);
     // 32 KiB more do not: part may be written, then ENOSPC.
@@ -142,15 +150,9 @@ fn enospc_on_a_full_tmpfs() {
 /// next write gets ENOSPC.
 #[test]
 fn pwrite_like_writes_are_short_then_enospc() {
-    let Some(fs) = TinyTmpfs::mount("64k") else {
+    let Some((r, file, _fs)) = reactor_on_a_64k_tmpfs() else {
         return;
     };
-    let (_, file) = new_file(fs.path(), "fill");
-    let r = Harness::with(ReactorConfig {
-        buffers: 1,
-        buffer_size: 256 << 10,
-        ..ReactorConfig::default()
-    });
     let data: Vec<u8> = (0..256 << 10).map(|i| (i % 251) as u8).collect();
     let n = r.write_as_pwrite(&file, 0, &data).unwrap();
     assert!(n > 0 && n < data.len(), "a short count, got {n}");

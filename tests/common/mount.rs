@@ -25,7 +25,8 @@
 //!
 //! Helpers: `mount_entry(path)` finds a mount point in /proc/self/mountinfo, `is_mounted(path)`,
 //! `wait_until(timeout, what, cond)` polls a condition and panics with `what` on timeout,
-//! `arsyncfs_bin()` is the path of the built binary.
+//! `arsyncfs_bin()` is the path of the built binary, `logged_value(log, field)` reads a counter
+//! from the summary the daemon logs at exit with -v.
 #![allow(dead_code)]
 
 use std::ffi::OsString;
@@ -304,4 +305,20 @@ impl Drop for Mounted {
         }
         force_unmount(&self.mountpoint);
     }
+}
+
+/// The value of `field` (a whole field name) in the counters the daemon logs at exit with -v, e.g.
+/// `logged_value(&m.stderr(), "writes")`. Panics, with the log, if the field is missing.
+pub fn logged_value(log: &str, field: &str) -> u64 {
+    // A whole field name: " writes: " is not the end of " inline_writes: ".
+    let key = format!(" {field}: ");
+    let start = log
+        .find(&key)
+        .unwrap_or_else(|| panic!("{field} not in the log:\n{log}"));
+    log[start + key.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }
