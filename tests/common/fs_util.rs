@@ -123,7 +123,7 @@ fn has_writeback(args: &[&str]) -> bool {
 /// Defines, for each named check `fn name(&Env)`, a module `name` with three tests: `plain` (on a
 /// plain directory), `mount` (through arsyncfs with its defaults, `--cache auto`) and
 /// `mount_passthrough` (with `--passthrough`). Written
-/// `fs_tests!(cache_modes: ...)`, it adds `mount_cache_always` and `mount_cache_never`: the same
+/// `fs_tests!(cache_modes: ...)`, it also has `mount_cache_always` and `mount_cache_never`: the same
 /// check through a mount of each of the other cache modes.
 #[allow(unused_macros)] // tests/posix_coherence.rs defines its own
 macro_rules! fs_tests {
@@ -144,6 +144,10 @@ macro_rules! fs_tests {
             #[test]
             fn mount_cache_never() {
                 crate::fs_util::run_mounted_with(&["--cache", "never"], super::$name)
+            }
+            #[test]
+            fn mount_passthrough() {
+                crate::fs_util::run_mounted_with(&["--passthrough"], super::$name)
             }
         }
     )*};
