@@ -52,9 +52,9 @@ mkdir -p "$WORK/backing"
 declare -A MNT=() PID=() CONN=() DIR=()
 NAMES=()
 cleanup() {
-  local rc=$? t
+  local rc=$?
   trap - EXIT INT TERM
-  for t in "${!MNT[@]}"; do stop_mount "${MNT[$t]}" "${PID[$t]}" "${CONN[$t]}" || true; done
+  stop_targets
   remove_work_dir "$WORK" meta.sh || true
   exit "$rc"
 }
@@ -63,16 +63,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 start() { # NAME CMD...
-  local name=$1 mnt=$WORK/mnt-$1
-  shift
-  mkdir -p "$mnt"
-  "$@" "$mnt" >"$WORK/$name.log" 2>&1 &
-  PID[$name]=$!
-  MNT[$name]=$mnt
-  wait_for_mount "$mnt" "${PID[$name]}" "$WORK/$name.log" || { echo "meta.sh: $name did not mount" >&2; exit 1; }
-  CONN[$name]=$(fuse_conn "$mnt")
-  DIR[$name]=$mnt/$name
-  NAMES+=("$name")
+  start_target "$1" meta.sh "${@:2}"
+  DIR[$1]=${MNT[$1]}/$1
 }
 
 if [[ ${NATIVE:-1} == 1 && $STRACE != 1 ]]; then

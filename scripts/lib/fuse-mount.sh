@@ -72,3 +72,24 @@ stop_mount() {
   fi
   return $rc
 }
+
+# Targets of a benchmark script (set WORK, and declare -A MNT PID CONN plus the array NAMES first).
+# start_target NAME WHO CMD...: runs `CMD... $WORK/mnt-NAME` in the background (log in
+# $WORK/NAME.log), waits for the mount and records it in MNT, PID, CONN and NAMES; exits the script
+# with a message naming WHO if it does not mount. stop_targets takes every one down again.
+start_target() {
+  local name=$1 who=$2 mnt=$WORK/mnt-$1
+  shift 2
+  mkdir -p "$mnt"
+  "$@" "$mnt" >"$WORK/$name.log" 2>&1 &
+  PID[$name]=$!
+  MNT[$name]=$mnt
+  wait_for_mount "$mnt" "${PID[$name]}" "$WORK/$name.log" || { echo "$who: $name did not mount" >&2; exit 1; }
+  CONN[$name]=$(fuse_conn "$mnt")
+  NAMES+=("$name")
+}
+
+stop_targets() {
+  local t
+  for t in "${!MNT[@]}"; do stop_mount "${MNT[$t]}" "${PID[$t]}" "${CONN[$t]}" || true; done
+}
