@@ -92,10 +92,7 @@ impl HandleTable {
 
     /// The open file behind `fh`, if it is one.
     pub fn file(&self, fh: u64) -> Option<Arc<File>> {
-        self.pick(fh, |h| match h {
-            Handle::File(f) => Some(&f.file),
-            Handle::Dir(_) => None,
-        })
+        self.file_and_direct(fh).map(|(file, _)| file)
     }
 
     /// The open file behind `fh`, if it is one, and whether it was opened with O_DIRECT.
