@@ -9,6 +9,7 @@ use rustix::fs::{Mode, OFlags};
 use super::dirstream::{DirStream, Entry};
 use super::fuse_attr::file_attr;
 use super::handles::Handle;
+use super::timed::Timed;
 use super::{OpResult, PassthroughFs, errno};
 
 /// Attributes for `.` and `..` in a readdirplus reply: the kernel does not instantiate those, so only
@@ -86,7 +87,7 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn op_readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
+    pub(super) fn op_readdir(&self, fh: u64, offset: u64, mut reply: Timed<ReplyDirectory>) {
         let filled = self.fill_reply(fh, offset, |e| {
             if reply.add(INodeNo(e.ino), e.next_offset, e.kind, &e.name) {
                 Fill::Full
@@ -105,7 +106,7 @@ impl PassthroughFs {
         ino: u64,
         fh: u64,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        mut reply: Timed<ReplyDirectoryPlus>,
     ) {
         let ttl: Duration = self.config.entry_timeout;
         let filled = self.fill_reply(fh, offset, |e| {

@@ -16,7 +16,8 @@ use super::creds::Caller;
 use super::handles::{Handle, OpenFile, WriteTarget};
 use super::inodes::{DataStamp, EntryId};
 use super::passthrough::{RegisterBacking, passthrough_fopen};
-use super::replies::WriteReply;
+use super::replies::{DoneReply, ReadReply, WriteReply};
+use super::timed::Timed;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 
 /// A new open file handle, as the kernel is told about it.
@@ -267,7 +268,7 @@ impl PassthroughFs {
         offset: u64,
         size: u32,
         flags: i32,
-        reply: fuser::ReplyData,
+        reply: ReadReply,
     ) {
         self.stats.read(size as u64);
         self.count_passthrough_io(fh, false);
@@ -294,7 +295,7 @@ impl PassthroughFs {
         kill_suidgid_for: Option<u32>,
         from_cache: bool,
         direct_now: bool,
-        reply: fuser::ReplyWrite,
+        reply: Timed<fuser::ReplyWrite>,
     ) {
         self.stats.write(data.len() as u64);
         self.count_passthrough_io(fh, true);
@@ -347,7 +348,7 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn op_release(&self, ino: u64, fh: u64, reply: fuser::ReplyEmpty) {
+    pub(super) fn op_release(&self, ino: u64, fh: u64, reply: DoneReply) {
         match self.handles.remove(fh) {
             Some(Handle::File(open)) => {
                 // Writes through this handle changed the file as the kernel's cache knows it, so
@@ -370,7 +371,7 @@ impl PassthroughFs {
         }
     }
 
-    pub(super) fn op_fsync(&self, fh: u64, datasync: bool, reply: fuser::ReplyEmpty) {
+    pub(super) fn op_fsync(&self, fh: u64, datasync: bool, reply: DoneReply) {
         match self.file(fh) {
             Ok(file) => self.reactor.sync(file, datasync, reply),
             Err(e) => reply.error(e),
@@ -389,7 +390,7 @@ impl PassthroughFs {
         len: u64,
         mode: i32,
         caller: (u32, u32),
-        reply: fuser::ReplyEmpty,
+        reply: DoneReply,
     ) {
         if let Err(e) = self.check_writable() {
             return reply.error(e);

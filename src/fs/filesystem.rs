@@ -20,11 +20,31 @@ use super::attr_ops::AttrChanges;
 use super::creds::Caller;
 use super::fuse_attr::file_attr;
 use super::inodes::EntryId;
+use super::stats::{Op, OpTimer};
+use super::timed::Timed;
 use super::xattrs::XattrReply;
 use super::{OpResult, PassthroughFs};
 
 impl PassthroughFs {
-    fn reply_entry(&self, reply: ReplyEntry, result: OpResult<(EntryId, Stat)>) {
+    /// A request of `op` arrived (see `stats`).
+    fn begin(&self, op: Op) -> OpTimer {
+        self.stats.start(op)
+    }
+
+    /// The request `timer` started is answered now with `result`.
+    fn answered<T>(&self, timer: OpTimer, result: &OpResult<T>) {
+        self.stats
+            .finish(timer, result.as_ref().err().map(|e| e.code()));
+    }
+
+    /// `reply` with the request counted, for the operations whose answer comes later or from
+    /// deeper down.
+    fn timed<R>(&self, op: Op, reply: R) -> Timed<R> {
+        Timed::new(reply, self.stats.start(op), self.stats)
+    }
+
+    fn reply_entry(&self, t: OpTimer, reply: ReplyEntry, result: OpResult<(EntryId, Stat)>) {
+        self.answered(t, &result);
         match result {
             Ok((entry, st)) => reply.entry_with_ttls(
                 &self.config.entry_timeout,
@@ -36,26 +56,29 @@ impl PassthroughFs {
         }
     }
 
-    fn reply_attr(&self, reply: ReplyAttr, ino: u64, result: OpResult<Stat>) {
+    fn reply_attr(&self, t: OpTimer, reply: ReplyAttr, ino: u64, result: OpResult<Stat>) {
+        self.answered(t, &result);
         match result {
             Ok(st) => reply.attr(&self.config.attr_timeout, &file_attr(ino, &st)),
             Err(e) => reply.error(e),
         }
     }
-}
 
-fn reply_empty(reply: ReplyEmpty, result: OpResult<()>) {
-    match result {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
+    fn reply_empty(&self, t: OpTimer, reply: ReplyEmpty, result: OpResult<()>) {
+        self.answered(t, &result);
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
-}
 
-fn reply_xattr(reply: ReplyXattr, result: OpResult<XattrReply>) {
-    match result {
-        Ok(XattrReply::Size(n)) => reply.size(n),
-        Ok(XattrReply::Data(d)) => reply.data(&d),
-        Err(e) => reply.error(e),
+    fn reply_xattr(&self, t: OpTimer, reply: ReplyXattr, result: OpResult<XattrReply>) {
+        self.answered(t, &result);
+        match result {
+            Ok(XattrReply::Size(n)) => reply.size(n),
+            Ok(XattrReply::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
     }
 }
 
@@ -140,26 +163,28 @@ impl fuser::Filesystem for PassthroughFs {
     }
 
     fn destroy(&mut self) {
-        tracing::info!(
-            inodes = ?self.inodes.stats(),
-            open_handles = self.handles.len(),
+        // The counters are summed up by whoever holds an observer (the summary at unmount).
+        tracing::debug!(
             open_passthrough_nodes = self.backings.len(),
-            requests = ?self.stats.snapshot(),
-            reactor = ?self.reactor.stats(),
             "FUSE session ended"
         );
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(reply, self.op_lookup(parent.0, name));
+        let t = self.begin(Op::Lookup);
+        self.reply_entry(t, reply, self.op_lookup(parent.0, name));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        // No answer: counted when done.
+        let t = self.begin(Op::Forget);
         self.inodes.forget(ino.0, nlookup);
+        self.stats.finish(t, None);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.reply_attr(reply, ino.0, self.op_getattr(ino.0, fh.map(|f| f.0)));
+        let t = self.begin(Op::Getattr);
+        self.reply_attr(t, reply, ino.0, self.op_getattr(ino.0, fh.map(|f| f.0)));
     }
 
     fn setattr(
@@ -180,6 +205,7 @@ impl fuser::Filesystem for PassthroughFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let t = self.begin(Op::Setattr);
         let changes = AttrChanges {
             mode,
             uid,
@@ -190,11 +216,14 @@ impl fuser::Filesystem for PassthroughFs {
             fh: fh.map(|f| f.0),
             caller: (req.uid(), req.gid()),
         };
-        self.reply_attr(reply, ino.0, self.op_setattr(ino.0, changes));
+        self.reply_attr(t, reply, ino.0, self.op_setattr(ino.0, changes));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.op_readlink(ino.0) {
+        let t = self.begin(Op::Readlink);
+        let result = self.op_readlink(ino.0);
+        self.answered(t, &result);
+        match result {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(e),
         }
@@ -210,8 +239,9 @@ impl fuser::Filesystem for PassthroughFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let t = self.begin(Op::Mknod);
         let caller = Caller::of(req, umask);
-        self.reply_entry(reply, self.op_mknod(parent.0, name, mode, rdev, caller));
+        self.reply_entry(t, reply, self.op_mknod(parent.0, name, mode, rdev, caller));
     }
 
     fn mkdir(
@@ -223,18 +253,22 @@ impl fuser::Filesystem for PassthroughFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let t = self.begin(Op::Mkdir);
         self.reply_entry(
+            t,
             reply,
             self.op_mkdir(parent.0, name, mode, Caller::of(req, umask)),
         );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, self.op_unlink(parent.0, name, false));
+        let t = self.begin(Op::Unlink);
+        self.reply_empty(t, reply, self.op_unlink(parent.0, name, false));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, self.op_unlink(parent.0, name, true));
+        let t = self.begin(Op::Rmdir);
+        self.reply_empty(t, reply, self.op_unlink(parent.0, name, true));
     }
 
     fn symlink(
@@ -245,8 +279,13 @@ impl fuser::Filesystem for PassthroughFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let t = self.begin(Op::Symlink);
         let caller = Caller::of(req, 0);
-        self.reply_entry(reply, self.op_symlink(parent.0, link_name, target, caller));
+        self.reply_entry(
+            t,
+            reply,
+            self.op_symlink(parent.0, link_name, target, caller),
+        );
     }
 
     fn rename(
@@ -259,7 +298,9 @@ impl fuser::Filesystem for PassthroughFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply_empty(
+        let t = self.begin(Op::Rename);
+        self.reply_empty(
+            t,
             reply,
             self.op_rename(parent.0, name, newparent.0, newname, flags.bits()),
         );
@@ -273,11 +314,15 @@ impl fuser::Filesystem for PassthroughFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.reply_entry(reply, self.op_link(ino.0, newparent.0, newname));
+        let t = self.begin(Op::Link);
+        self.reply_entry(t, reply, self.op_link(ino.0, newparent.0, newname));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.op_open(ino.0, flags.0, (req.uid(), req.gid()), &reply) {
+        let t = self.begin(Op::Open);
+        let result = self.op_open(ino.0, flags.0, (req.uid(), req.gid()), &reply);
+        self.answered(t, &result);
+        match result {
             Ok(o) => match &o.backing {
                 Some(backing) => reply.opened_passthrough(FileHandle(o.fh), o.fopen, backing),
                 None => reply.opened(FileHandle(o.fh), o.fopen),
@@ -297,6 +342,7 @@ impl fuser::Filesystem for PassthroughFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let reply = self.timed(Op::Read, reply);
         self.op_read(ino.0, fh.0, offset, size, flags.0, reply);
     }
 
@@ -312,6 +358,7 @@ impl fuser::Filesystem for PassthroughFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let reply = self.timed(Op::Write, reply);
         if let Err(e) = self.check_writable() {
             return reply.error(e);
         }
@@ -334,8 +381,8 @@ impl fuser::Filesystem for PassthroughFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.stats.flush();
-        reply_empty(reply, self.op_flush(fh.0));
+        let t = self.begin(Op::Flush);
+        self.reply_empty(t, reply, self.op_flush(fh.0));
     }
 
     fn release(
@@ -348,6 +395,7 @@ impl fuser::Filesystem for PassthroughFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let reply = self.timed(Op::Release, reply);
         self.op_release(ino.0, fh.0, reply);
     }
 
@@ -359,11 +407,15 @@ impl fuser::Filesystem for PassthroughFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let reply = self.timed(Op::Fsync, reply);
         self.op_fsync(fh.0, datasync, reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.op_opendir(ino.0) {
+        let t = self.begin(Op::Opendir);
+        let result = self.op_opendir(ino.0);
+        self.answered(t, &result);
+        match result {
             Ok(fh) => reply.opened(FileHandle(fh), fuser::FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
@@ -377,6 +429,7 @@ impl fuser::Filesystem for PassthroughFs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
+        let reply = self.timed(Op::Readdir, reply);
         self.op_readdir(fh.0, offset, reply);
     }
 
@@ -388,6 +441,7 @@ impl fuser::Filesystem for PassthroughFs {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        let reply = self.timed(Op::Readdirplus, reply);
         self.op_readdirplus(ino.0, fh.0, offset, reply);
     }
 
@@ -399,7 +453,8 @@ impl fuser::Filesystem for PassthroughFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.op_releasedir(fh.0));
+        let t = self.begin(Op::Releasedir);
+        self.reply_empty(t, reply, self.op_releasedir(fh.0));
     }
 
     fn fsyncdir(
@@ -410,11 +465,15 @@ impl fuser::Filesystem for PassthroughFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.op_fsyncdir(fh.0, datasync));
+        let t = self.begin(Op::Fsyncdir);
+        self.reply_empty(t, reply, self.op_fsyncdir(fh.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        match self.op_statfs(ino.0) {
+        let t = self.begin(Op::Statfs);
+        let result = self.op_statfs(ino.0);
+        self.answered(t, &result);
+        match result {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -439,29 +498,35 @@ impl fuser::Filesystem for PassthroughFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply_empty(
+        let t = self.begin(Op::Setxattr);
+        self.reply_empty(
+            t,
             reply,
             self.op_setxattr(ino.0, name, value, flags, &Caller::of(req, 0)),
         );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, self.op_getxattr(ino.0, name, size));
+        let t = self.begin(Op::Getxattr);
+        self.reply_xattr(t, reply, self.op_getxattr(ino.0, name, size));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, self.op_listxattr(ino.0, size));
+        let t = self.begin(Op::Listxattr);
+        self.reply_xattr(t, reply, self.op_listxattr(ino.0, size));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, self.op_removexattr(ino.0, name));
+        let t = self.begin(Op::Removexattr);
+        self.reply_empty(t, reply, self.op_removexattr(ino.0, name));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // Never sent: the mount always uses default_permissions (forced by FUSE_POSIX_ACL too), so
         // the kernel answers access(2) itself, with mode bits and ACLs. ENOSYS would make it stop
         // asking for good.
-        reply.error(fuser::Errno::ENOSYS);
+        let t = self.begin(Op::Access);
+        self.reply_empty(t, reply, Err(fuser::Errno::ENOSYS));
     }
 
     fn create(
@@ -474,8 +539,11 @@ impl fuser::Filesystem for PassthroughFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let t = self.begin(Op::Create);
         let caller = Caller::of(req, umask);
-        match self.op_create(parent.0, name, mode, flags, caller, &reply) {
+        let result = self.op_create(parent.0, name, mode, flags, caller, &reply);
+        self.answered(t, &result);
+        match result {
             Ok((entry, st, o)) => {
                 let (ttl, attr) = (&self.config.entry_timeout, &file_attr(entry.id, &st));
                 let (generation, fh) = (Generation(entry.generation.into()), FileHandle(o.fh));
@@ -500,6 +568,7 @@ impl fuser::Filesystem for PassthroughFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let reply = self.timed(Op::Fallocate, reply);
         self.op_fallocate(
             ino.0,
             fh.0,
@@ -520,7 +589,10 @@ impl fuser::Filesystem for PassthroughFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.op_lseek(fh.0, offset, whence) {
+        let t = self.begin(Op::Lseek);
+        let result = self.op_lseek(fh.0, offset, whence);
+        self.answered(t, &result);
+        match result {
             Ok(pos) => reply.offset(pos),
             Err(e) => reply.error(e),
         }
@@ -539,7 +611,10 @@ impl fuser::Filesystem for PassthroughFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match self.op_copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len) {
+        let t = self.begin(Op::CopyFileRange);
+        let result = self.op_copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len);
+        self.answered(t, &result);
+        match result {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
@@ -557,6 +632,8 @@ impl fuser::Filesystem for PassthroughFs {
         _flags: fuser::PollFlags,
         reply: fuser::ReplyPoll,
     ) {
+        let t = self.begin(Op::Poll);
+        self.stats.finish(t, Some(libc::ENOSYS));
         reply.error(fuser::Errno::ENOSYS);
     }
 
@@ -571,6 +648,8 @@ impl fuser::Filesystem for PassthroughFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
+        let t = self.begin(Op::Ioctl);
+        self.stats.finish(t, Some(libc::ENOTTY));
         reply.error(fuser::Errno::ENOTTY);
     }
 
@@ -582,6 +661,8 @@ impl fuser::Filesystem for PassthroughFs {
         _idx: u64,
         reply: fuser::ReplyBmap,
     ) {
+        let t = self.begin(Op::Bmap);
+        self.stats.finish(t, Some(libc::ENOSYS));
         reply.error(fuser::Errno::ENOSYS);
     }
 }

@@ -23,16 +23,20 @@ mod inodes;
 mod invalidate;
 mod killpriv;
 mod namespace;
+mod observer;
 mod passthrough;
 mod replies;
 mod stats;
+mod timed;
 mod xattrs;
 
 pub use atime::{AtimeMode, AtimeRules};
 pub use cache::{CacheMode, CachePolicy};
+pub use inodes::InodeStats;
 pub use invalidate::KernelCache;
+pub use observer::{FsObserver, FsSnapshot};
 pub use replies::FuseReplies;
-pub use stats::FsStatsSnapshot;
+pub use stats::{FsStatsSnapshot, HistogramSnapshot, Op, OpSnapshot};
 
 use std::ffi::OsStr;
 use std::io;
@@ -153,8 +157,8 @@ pub type FsReactor = ReactorHandle<FuseReplies>;
 pub struct PassthroughFs {
     config: FsConfig,
     reactor: FsReactor,
-    inodes: InodeTable,
-    handles: HandleTable,
+    inodes: Arc<InodeTable>,
+    handles: Arc<HandleTable>,
     /// Whether the kernel agreed to the writeback cache (decided in `init`).
     writeback: std::sync::atomic::AtomicBool,
     /// Whether session threads create objects as their callers (the daemon runs as root and can
@@ -169,7 +173,10 @@ pub struct PassthroughFs {
     /// copy of that mount: it keeps the mount busy, so it cannot be unmounted under us unnoticed
     /// (the copy would keep its filesystem alive, detached).
     _backing_mount: Option<OwnedFd>,
-    stats: stats::FsStats,
+    /// Leaked, one per filesystem: the replies of requests in flight carry it to the threads that
+    /// answer them (a reference to count with costs nothing, a shared `Arc` a contended cache
+    /// line per request), and they may outlive the filesystem object at unmount.
+    stats: &'static stats::FsStats,
     /// What the kernel caches of files, and how to make it drop it.
     cache: Arc<invalidate::KernelCache>,
     /// Whether the kernel agreed to passthrough (decided in `init`).
@@ -247,26 +254,32 @@ impl PassthroughFs {
         rustix::process::umask(Mode::empty());
         tracing::debug!(use_handles, "inode table");
         Ok(PassthroughFs {
-            inodes: InodeTable::new(
+            inodes: Arc::new(InodeTable::new(
                 root,
                 key_of(&st),
                 mount_fd,
                 config.max_cached_fds,
                 config.max_forgotten_handles,
-            ),
+            )),
             config,
             reactor,
-            handles: HandleTable::default(),
+            handles: Arc::default(),
             writeback: std::sync::atomic::AtomicBool::new(false),
             acts_as_callers: creds::can_act_as_callers(),
             silent_close: closes_silently(&st_fs),
             atime,
             _backing_mount: backing_mount,
-            stats: stats::FsStats::default(),
+            stats: Box::leak(Box::default()),
             cache: Arc::new(invalidate::KernelCache::new()?),
             passthrough: std::sync::atomic::AtomicBool::new(false),
             backings: passthrough::BackingRegistry::default(),
         })
+    }
+
+    /// A view of the filesystem's counters and tables, for a thread that reports them while the
+    /// mount runs and after it ended.
+    pub fn observer(&self) -> FsObserver {
+        FsObserver::new(self.stats, self.inodes.clone(), self.handles.clone())
     }
 
     /// The kernel-cache connection, to [`connect`](KernelCache::connect) once the mount is up.

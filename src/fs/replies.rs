@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::invalidate::KernelCache;
+use super::timed::Timed;
 use crate::reactor::{Completions, DoneCompletion, ReadCompletion, WriteCompletion};
 
 /// Maps an I/O error to the errno FUSE sends back (EIO when the error has none).
@@ -12,7 +13,12 @@ pub fn errno_of(e: &io::Error) -> fuser::Errno {
     fuser::Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-impl ReadCompletion for fuser::ReplyData {
+/// A read's reply.
+pub type ReadReply = Timed<fuser::ReplyData>;
+/// The reply of an operation without data (fsync, fallocate, release).
+pub type DoneReply = Timed<fuser::ReplyEmpty>;
+
+impl ReadCompletion for ReadReply {
     fn complete(self, result: io::Result<&[u8]>) {
         match result {
             Ok(data) => self.data(data),
@@ -23,7 +29,7 @@ impl ReadCompletion for fuser::ReplyData {
 
 /// The answer to a write the reactor makes.
 pub struct WriteReply {
-    reply: fuser::ReplyWrite,
+    reply: Timed<fuser::ReplyWrite>,
     direct: Option<DirectWrite>,
 }
 
@@ -38,7 +44,7 @@ struct DirectWrite {
 
 impl WriteReply {
     /// A write through the kernel's page cache, or one that bypasses no cache of the kernel.
-    pub fn plain(reply: fuser::ReplyWrite) -> Self {
+    pub fn plain(reply: Timed<fuser::ReplyWrite>) -> Self {
         WriteReply {
             reply,
             direct: None,
@@ -47,7 +53,7 @@ impl WriteReply {
 
     /// An O_DIRECT write of node `ino` at `offset`, arriving now.
     pub fn direct(
-        reply: fuser::ReplyWrite,
+        reply: Timed<fuser::ReplyWrite>,
         cache: Arc<KernelCache>,
         ino: u64,
         offset: u64,
@@ -85,7 +91,7 @@ impl WriteCompletion for WriteReply {
     }
 }
 
-impl DoneCompletion for fuser::ReplyEmpty {
+impl DoneCompletion for DoneReply {
     fn complete(self, result: io::Result<()>) {
         match result {
             Ok(()) => self.ok(),
@@ -98,7 +104,7 @@ impl DoneCompletion for fuser::ReplyEmpty {
 pub struct FuseReplies;
 
 impl Completions for FuseReplies {
-    type Read = fuser::ReplyData;
+    type Read = ReadReply;
     type Write = WriteReply;
-    type Done = fuser::ReplyEmpty;
+    type Done = DoneReply;
 }

@@ -20,6 +20,14 @@ pub struct ReactorStats {
     pub pool: PoolStats,
     /// Requests taken from the channel.
     pub received: u64,
+    /// Turns of the reactor's loop: each ends in one poll of the io_uring driver, which submits
+    /// the operations queued in the turn with at most one `io_uring_enter` (none when completions
+    /// were already waiting). compio does not count its enters, so `received / turns`, requests per
+    /// turn, is what is shown; a request is one operation or more, so it is about a lower bound of
+    /// operations per `io_uring_enter`.
+    pub turns: u64,
+    /// Requests sent and not answered yet.
+    pub unanswered: usize,
     /// Times the reactor went to sleep with nothing to do.
     pub sleeps: u64,
     /// Times a sender had to wake the reactor.
@@ -39,6 +47,8 @@ impl ReactorStats {
         ReactorStats {
             pool: self.pool.plus(&other.pool),
             received: self.received + other.received,
+            turns: self.turns + other.turns,
+            unanswered: self.unanswered + other.unanswered,
             sleeps: self.sleeps + other.sleeps,
             wakeups: self.wakeups + other.wakeups,
             buffer_waits: self.buffer_waits + other.buffer_waits,
@@ -219,6 +229,8 @@ impl<C: Completions> ReactorHandle<C> {
                 ReactorStats {
                     pool: lane.shared.pool.stats(),
                     received: c.received.load(Ordering::Relaxed),
+                    turns: c.turns.load(Ordering::Relaxed),
+                    unanswered: lane.shared.unanswered.load(Ordering::Relaxed),
                     sleeps: c.sleeps.load(Ordering::Relaxed),
                     wakeups: lane.shared.bell.rings(),
                     buffer_waits: c.buffer_waits.load(Ordering::Relaxed),

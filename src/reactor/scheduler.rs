@@ -117,7 +117,7 @@ where
             if self.admitted >= MAX_BATCH {
                 // Let the driver submit this batch, then come straight back for more.
                 cx.waker().wake_by_ref();
-                return Poll::Pending;
+                return self.end_turn();
             }
             if self.drained() {
                 self.local.publish(&self.shared.counters);
@@ -132,15 +132,24 @@ where
                 // completes during that very submission: do it without arming the bell or
                 // counting a sleep.
                 cx.waker().wake_by_ref();
-                return Poll::Pending;
+                return self.end_turn();
             }
             if self.keep_spinning() {
                 continue;
             }
             if self.may_sleep() {
-                return Poll::Pending;
+                return self.end_turn();
             }
         }
+    }
+
+    /// Ends a turn: the runtime polls the driver next. The counters are published at every turn,
+    /// so that they are current under a load that never lets the reactor idle (plain stores to a
+    /// line only this thread writes).
+    fn end_turn(&mut self) -> Poll<()> {
+        self.local.turns += 1;
+        self.local.publish(&self.shared.counters);
+        Poll::Pending
     }
 
     /// Starts a poll: awake now, senders need not ring until the bell is armed again.
@@ -305,8 +314,8 @@ where
             self.shared.bell.disarm();
             return false;
         }
+        // Published as the turn ends.
         self.local.sleeps += 1;
-        self.local.publish(&self.shared.counters);
         true
     }
 }
@@ -376,10 +385,12 @@ impl Ledger {
     }
 }
 
-/// Counters the reactor keeps locally and publishes when it runs out of work.
+/// Counters the reactor keeps locally and publishes at the end of each turn and when it runs out
+/// of work.
 #[derive(Default)]
 struct Local {
     received: u64,
+    turns: u64,
     sleeps: u64,
     buffer_waits: u64,
 }
@@ -387,6 +398,7 @@ struct Local {
 impl Local {
     fn publish(&self, c: &Counters) {
         c.received.store(self.received, Ordering::Relaxed);
+        c.turns.store(self.turns, Ordering::Relaxed);
         c.sleeps.store(self.sleeps, Ordering::Relaxed);
         c.buffer_waits.store(self.buffer_waits, Ordering::Relaxed);
     }

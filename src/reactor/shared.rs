@@ -18,6 +18,7 @@ pub(super) enum Message<C: Completions> {
 #[derive(Default)]
 pub(super) struct Counters {
     pub received: AtomicU64,
+    pub turns: AtomicU64,
     pub sleeps: AtomicU64,
     pub buffer_waits: AtomicU64,
 }

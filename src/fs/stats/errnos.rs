@@ -1,0 +1,205 @@
+//! Errors counted by (operation, errno) without a lock: a small open-addressing table of atomics in
+//! which each slot holds its key in the top bits and its count in the low bits, so that claiming a
+//! slot and counting in it are each one atomic operation. Errors past its capacity (which takes
+//! many different errnos) are counted together.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Slots of one table; each (operation, errno) pair seen takes one.
+const SLOTS: usize = 64;
+/// Low bits of a slot that count; the bits above hold the key.
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Errno values are kept below this (Linux's are below 150).
+const ERRNO_LIMIT: i32 = 1 << 12;
+/// Operations are numbered below this.
+pub const OP_LIMIT: usize = 64;
+
+/// One error count of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ErrnoCount {
+    pub op: usize,
+    pub errno: i32,
+    pub count: u64,
+}
+
+pub struct ErrnoCounts {
+    slots: [AtomicU64; SLOTS],
+    /// Errors that found no free slot.
+    overflow: AtomicU64,
+}
+
+impl Default for ErrnoCounts {
+    fn default() -> Self {
+        ErrnoCounts {
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            overflow: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A nonzero key for (op, errno): an empty slot is 0.
+fn key(op: usize, errno: i32) -> u64 {
+    debug_assert!(op < OP_LIMIT);
+    let errno = errno.clamp(0, ERRNO_LIMIT - 1) as u64;
+    ((op as u64) << 12 | errno) + 1
+}
+
+impl ErrnoCounts {
+    /// Counts one error `errno` of operation number `op` (below [`OP_LIMIT`]).
+    pub fn record(&self, op: usize, errno: i32) {
+        let key = key(op, errno);
+        let start = (key as usize).wrapping_mul(0x9e37_79b9) % SLOTS;
+        for i in 0..SLOTS {
+            let slot = &self.slots[(start + i) % SLOTS];
+            let mut now = slot.load(Ordering::Relaxed);
+            if now == 0 {
+                match slot.compare_exchange(
+                    0,
+                    key << COUNT_BITS | 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    // Another thread claimed it meanwhile, maybe for this very key.
+                    Err(taken) => now = taken,
+                }
+            }
+            if now >> COUNT_BITS == key {
+                slot.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.overflow.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds this table's counts into `into` (one entry per (op, errno)); returns the errors that
+    /// found no slot.
+    pub fn add_to(&self, into: &mut Vec<ErrnoCount>) -> u64 {
+        for slot in &self.slots {
+            let v = slot.load(Ordering::Relaxed);
+            if v == 0 {
+                continue;
+            }
+            let key = (v >> COUNT_BITS) - 1;
+            let (op, errno) = ((key >> 12) as usize, (key & 0xfff) as i32);
+            let count = v & COUNT_MASK;
+            match into.iter_mut().find(|e| e.op == op && e.errno == errno) {
+                Some(e) => e.count += count,
+                None => into.push(ErrnoCount { op, errno, count }),
+            }
+        }
+        self.overflow.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(t: &ErrnoCounts) -> (Vec<ErrnoCount>, u64) {
+        let mut v = Vec::new();
+        let overflow = t.add_to(&mut v);
+        v.sort();
+        (v, overflow)
+    }
+
+    #[test]
+    fn counts_each_pair_apart() {
+        let t = ErrnoCounts::default();
+        t.record(3, libc::ENOENT);
+        t.record(3, libc::ENOENT);
+        t.record(3, libc::EACCES);
+        t.record(OP_LIMIT - 1, 4095);
+        t.record(0, 99999); // clamped, still counted
+        let (v, overflow) = counts(&t);
+        assert_eq!(overflow, 0);
+        assert_eq!(
+            v,
+            vec![
+                ErrnoCount {
+                    op: 0,
+                    errno: 4095,
+                    count: 1
+                },
+                ErrnoCount {
+                    op: 3,
+                    errno: libc::ENOENT,
+                    count: 2
+                },
+                ErrnoCount {
+                    op: 3,
+                    errno: libc::EACCES,
+                    count: 1
+                },
+                ErrnoCount {
+                    op: OP_LIMIT - 1,
+                    errno: 4095,
+                    count: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_table_counts_the_rest_together() {
+        let t = ErrnoCounts::default();
+        for errno in 1..=SLOTS as i32 + 5 {
+            t.record(1, errno);
+        }
+        t.record(1, 1); // still has its slot
+        let (v, overflow) = counts(&t);
+        assert_eq!(v.len(), SLOTS);
+        assert_eq!(overflow, 5);
+        assert_eq!(v.iter().map(|e| e.count).sum::<u64>(), SLOTS as u64 + 1);
+    }
+
+    #[test]
+    fn threads_racing_for_slots_lose_no_count() {
+        let t = std::sync::Arc::new(ErrnoCounts::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000 {
+                        t.record(i % 3, (i % 7) as i32);
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        let (v, overflow) = counts(&t);
+        assert_eq!(overflow, 0);
+        assert_eq!(v.len(), 21, "one slot per pair, none claimed twice");
+        assert_eq!(v.iter().map(|e| e.count).sum::<u64>(), 40_000);
+    }
+
+    #[test]
+    fn snapshots_of_several_tables_merge_by_pair() {
+        let (a, b) = (ErrnoCounts::default(), ErrnoCounts::default());
+        a.record(2, libc::ENOSPC);
+        b.record(2, libc::ENOSPC);
+        b.record(2, libc::EIO);
+        let mut v = Vec::new();
+        a.add_to(&mut v);
+        b.add_to(&mut v);
+        v.sort();
+        assert_eq!(
+            v,
+            vec![
+                ErrnoCount {
+                    op: 2,
+                    errno: libc::EIO,
+                    count: 1
+                },
+                ErrnoCount {
+                    op: 2,
+                    errno: libc::ENOSPC,
+                    count: 2
+                },
+            ]
+        );
+    }
+}
