@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod control;
 pub mod fs;
 pub mod reactor;
 pub mod sys;

@@ -20,6 +20,12 @@ pub enum Failure {
     Fuse,
     /// io_uring is unavailable.
     IoUring,
+    /// `arsyncfs stats`: the mount is not arsyncfs's, or its daemon has no stats socket.
+    NotArsyncfs,
+    /// `arsyncfs stats`: the mount's daemon is gone (a stale mount, or a stale socket).
+    DaemonGone,
+    /// `arsyncfs stats`: the mount's socket is another user's.
+    Permission,
 }
 
 impl Failure {
@@ -32,6 +38,9 @@ impl Failure {
             Failure::Overlap => 5,
             Failure::Fuse => 6,
             Failure::IoUring => 7,
+            Failure::NotArsyncfs => 8,
+            Failure::DaemonGone => 9,
+            Failure::Permission => 10,
         }
     }
 }
@@ -44,10 +53,14 @@ Exit status:
   2  bad command line or -o option
   3  backing directory missing, not a directory, or not readable
   4  mountpoint missing, not a directory, already a mount point, or a stale FUSE mount
+     (arsyncfs stats: MOUNTPOINT missing or not a mount point)
   5  mountpoint inside the backing directory, or backing directory inside the mountpoint
   6  /dev/fuse missing or not permitted, the kernel refused the FUSE mount, or --passthrough
      without CAP_SYS_ADMIN
-  7  io_uring unavailable";
+  7  io_uring unavailable
+  8  arsyncfs stats: not an arsyncfs mount, or its daemon has no stats socket
+  9  arsyncfs stats: the mount's daemon is gone (stale mount or stale socket)
+  10 arsyncfs stats: no permission to ask the mount's daemon";
 
 /// A failure with the one line that explains it.
 #[derive(Debug, Clone)]

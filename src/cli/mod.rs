@@ -1,8 +1,10 @@
-//! The `arsyncfs` command: `arsyncfs [OPTIONS] BACKING MOUNTPOINT`.
+//! The `arsyncfs` command: `arsyncfs [OPTIONS] BACKING MOUNTPOINT`, and `arsyncfs stats
+//! MOUNTPOINT` ([`stats`]).
 //!
 //! - [`args`]: the clap command line; [`options`]: `-o` lists; [`settings`]: both resolved.
 //! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
-//! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
+//! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`;
+//!   [`publish`]: the stats socket and the summary at unmount.
 //! - [`helper`]: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
 //! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
 
@@ -13,9 +15,11 @@ pub mod helper;
 pub mod logging;
 pub mod mountinfo;
 pub mod options;
+pub mod publish;
 pub mod run;
 pub mod settings;
 pub mod signals;
+pub mod stats;
 pub mod validate;
 
 use std::ffi::OsString;
@@ -27,8 +31,9 @@ use args::Args;
 use error::{CliError, Failure};
 use settings::Settings;
 
-/// clap's error, whatever its layout, as one line.
-fn clap_error_line(e: &clap::Error) -> String {
+/// clap's error, whatever its layout, as one line that points to the help of `command` (`""`
+/// for the mount command, `"stats"` for the subcommand).
+fn clap_error_line(e: &clap::Error, command: &str) -> String {
     let text = e.render().to_string();
     let mut parts = Vec::new();
     for line in text.lines() {
@@ -40,7 +45,12 @@ fn clap_error_line(e: &clap::Error) -> String {
             parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
         }
     }
-    format!("{} (see `arsyncfs --help`)", parts.join(" "))
+    let help = if command.is_empty() {
+        "arsyncfs --help".to_owned()
+    } else {
+        format!("arsyncfs {command} --help")
+    };
+    format!("{} (see `{help}`)", parts.join(" "))
 }
 
 fn report(e: &CliError) -> i32 {
@@ -60,6 +70,9 @@ pub fn main() -> i32 {
             }
             Err(e) => return report(&e),
         }
+    } else if argv.get(1).is_some_and(|a| a == "stats") {
+        // A backing directory named `stats` in the current directory is `./stats`.
+        return stats::main(&argv[2..]);
     }
     let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
@@ -68,7 +81,7 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return 0;
             }
-            _ => return report(&CliError::usage(clap_error_line(&e))),
+            _ => return report(&CliError::usage(clap_error_line(&e, ""))),
         },
     };
     let settings = match Settings::from_args(args) {

@@ -14,6 +14,23 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
+    /// The filesystem's own options (for FUSE: `user_id=`, the user who mounted it, ...).
+    pub super_options: String,
+}
+
+impl MountEntry {
+    /// The user who made a FUSE mount (its `user_id` option), if shown.
+    pub fn fuse_owner(&self) -> Option<u32> {
+        self.super_options
+            .split(',')
+            .find_map(|o| o.strip_prefix("user_id="))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Whether this is a FUSE mount (of any FUSE filesystem).
+    pub fn is_fuse(&self) -> bool {
+        self.fs_type == "fuse" || self.fs_type.starts_with("fuse.")
+    }
 }
 
 /// Undoes the octal escapes (`\040` for a space and so on) of mountinfo fields.
@@ -54,9 +71,42 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
                 mount_point: PathBuf::from(OsString::from_vec(unescape(pre.get(4)?))),
                 fs_type: post.next()?.to_string(),
                 source: String::from_utf8_lossy(&unescape(post.next()?)).into_owned(),
+                super_options: post.next().unwrap_or("").to_owned(),
             })
         })
         .collect()
+}
+
+/// How a FUSE mount answered a look at its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// It answered (whatever the answer).
+    Answers,
+    /// Its filesystem process is gone: ENOTCONN.
+    Stale,
+    /// It did not answer within the time given.
+    Hung,
+}
+
+/// Stats `path` on a thread of its own, so that a hung FUSE mount cannot hang the caller.
+pub fn probe(path: &Path, timeout: std::time::Duration) -> Liveness {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new().spawn(move || {
+        let _ = tx.send(
+            std::fs::metadata(&path)
+                .err()
+                .and_then(|e| e.raw_os_error()),
+        );
+    });
+    if spawned.is_err() {
+        return Liveness::Answers;
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(Some(libc::ENOTCONN)) => Liveness::Stale,
+        Ok(_) => Liveness::Answers,
+        Err(_) => Liveness::Hung,
+    }
 }
 
 /// Every mount of this process's mount namespace, in mount order.
@@ -88,6 +138,10 @@ garbage line
         assert_eq!(m[1].mount_point, Path::new("/tmp/a b"));
         assert_eq!(m[1].fs_type, "fuse.arsyncfs");
         assert_eq!(m[1].source, "/srv/with space");
+        assert_eq!(m[1].super_options, "rw,user_id=0,group_id=0");
+        assert_eq!(m[1].fuse_owner(), Some(0));
+        assert!(m[1].is_fuse() && !m[0].is_fuse());
+        assert_eq!(m[0].fuse_owner(), None);
         assert_eq!(m[0].mount_point, Path::new("/"));
     }
 

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, select};
 use super::daemon;
 use super::error::{CliError, Failure};
 use super::mountinfo::{self, MountEntry};
+use super::publish::Publication;
 use super::settings::Settings;
 use super::signals;
 use super::validate;
@@ -75,6 +76,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
 
     let config = settings.fuser_config(&paths.backing);
     let kernel_cache = fs.kernel_cache();
+    let observer = fs.observer();
     // Returns once the kernel's INIT has been answered: the mount is live.
     let session = match fuser::spawn_mount(fs, &paths.mountpoint, &config) {
         Ok(s) => s,
@@ -101,6 +103,14 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         tracing::warn!("cannot show the atime options on the mount's flags: {e}");
     }
     let ours = mountinfo::find(&paths.mountpoint).ok().flatten();
+    // Before readiness is reported: once `--daemon` returns, `arsyncfs stats` works.
+    let publication = Publication::start(
+        settings,
+        (&paths.backing, &paths.mountpoint),
+        ours.as_ref(),
+        observer,
+        reactor.handle(),
+    );
     tracing::info!(
         backing = %paths.backing.display(),
         mountpoint = %paths.mountpoint.display(),
@@ -141,6 +151,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
             tracing::info!("the mount went away; stopping");
             remove_leftover(&paths.mountpoint, ours.as_ref());
             reactor.shutdown();
+            publication.finish();
             match result {
                 Ok(Err(e)) => Err(CliError::new(
                     Failure::Other,
@@ -167,6 +178,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
                             }
                         }
                         recv(signals) -> _ => {
+                            publication.finish();
                             return Err(CliError::new(
                                 Failure::Other,
                                 "second signal: exiting without waiting for the session to end",
@@ -174,6 +186,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
                         }
                     }
                     reactor.shutdown();
+                    publication.finish();
                     Ok(())
                 }
                 Unmounted::Detached => {
@@ -184,6 +197,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
                     // Answer what is in flight, then let process exit abort the connection.
                     reactor.shutdown();
                     kernel_cache.wait_idle(std::time::Duration::from_secs(1));
+                    publication.finish();
                     Ok(())
                 }
             }

@@ -72,38 +72,26 @@ fn stale_fuse(shown: &std::path::Display<'_>) -> String {
 }
 
 /// How long to wait for a stat of an existing FUSE mount before calling it hung.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn in_use(mountpoint: &Path, entry: &mountinfo::MountEntry) -> CliError {
     let shown = mountpoint.display();
-    if entry.fs_type == "fuse" || entry.fs_type.starts_with("fuse.") {
+    if entry.is_fuse() {
         // A FUSE mount whose process died answers ENOTCONN; one whose process hangs never answers.
-        // Probe on a thread so a hung mount cannot hang us.
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let path = mountpoint.to_path_buf();
-        let probe = std::thread::Builder::new().spawn(move || {
-            let _ = tx.send(
-                std::fs::metadata(&path)
-                    .err()
-                    .and_then(|e| e.raw_os_error()),
-            );
-        });
-        if probe.is_ok() {
-            match rx.recv_timeout(PROBE_TIMEOUT) {
-                Ok(Some(libc::ENOTCONN)) => {
-                    return CliError::new(Failure::Mountpoint, stale_fuse(&shown));
-                }
-                Err(_) => {
-                    return CliError::new(
-                        Failure::Mountpoint,
-                        format!(
-                            "mountpoint '{shown}' is a FUSE mount that does not answer (hung); \
-                             unmount it first with `umount -l {shown}`"
-                        ),
-                    );
-                }
-                Ok(_) => {}
+        match mountinfo::probe(mountpoint, PROBE_TIMEOUT) {
+            mountinfo::Liveness::Stale => {
+                return CliError::new(Failure::Mountpoint, stale_fuse(&shown));
             }
+            mountinfo::Liveness::Hung => {
+                return CliError::new(
+                    Failure::Mountpoint,
+                    format!(
+                        "mountpoint '{shown}' is a FUSE mount that does not answer (hung); \
+                         unmount it first with `umount -l {shown}`"
+                    ),
+                );
+            }
+            mountinfo::Liveness::Answers => {}
         }
     }
     CliError::new(

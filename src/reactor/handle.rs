@@ -15,9 +15,11 @@ use super::request::{
 use super::shared::{Message, Shared};
 
 /// Counters of the reactor, as seen at one moment.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReactorStats {
     pub pool: PoolStats,
+    /// Most buffers the pool may hold (`pool.total` grows up to it as buffers are needed).
+    pub buffer_limit: usize,
     /// Requests taken from the channel.
     pub received: u64,
     /// Turns of the reactor's loop: each ends in one poll of the io_uring driver, which submits
@@ -46,6 +48,7 @@ impl ReactorStats {
     fn plus(&self, other: &ReactorStats) -> ReactorStats {
         ReactorStats {
             pool: self.pool.plus(&other.pool),
+            buffer_limit: self.buffer_limit + other.buffer_limit,
             received: self.received + other.received,
             turns: self.turns + other.turns,
             unanswered: self.unanswered + other.unanswered,
@@ -228,6 +231,7 @@ impl<C: Completions> ReactorHandle<C> {
                 let c = &lane.shared.counters;
                 ReactorStats {
                     pool: lane.shared.pool.stats(),
+                    buffer_limit: lane.shared.pool.max_buffers(),
                     received: c.received.load(Ordering::Relaxed),
                     turns: c.turns.load(Ordering::Relaxed),
                     unanswered: lane.shared.unanswered.load(Ordering::Relaxed),

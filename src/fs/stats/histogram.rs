@@ -121,6 +121,18 @@ impl HistogramSnapshot {
         self.max_ns
     }
 
+    /// A snapshot of `values` recorded (for tests of what reads snapshots).
+    #[cfg(test)]
+    pub fn of(values: &[u64]) -> Self {
+        let h = Histogram::default();
+        for &v in values {
+            h.record(v);
+        }
+        let mut s = HistogramSnapshot::default();
+        h.add_to(&mut s);
+        s
+    }
+
     /// Mean value, 0 when empty.
     pub fn mean(&self) -> u64 {
         self.sum_ns.checked_div(self.count()).unwrap_or(0)

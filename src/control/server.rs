@@ -1,0 +1,179 @@
+//! The daemon's side of the stats socket: a thread of its own accepts connections on a unix socket
+//! (mode 0600 in a 0700 directory, see `paths`), and one short-lived thread per connection answers
+//! its requests with a report of a fresh snapshot. Nothing here touches the data path: a snapshot
+//! only reads the counters.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::protocol::{self, Format, MAX_REQUEST};
+use super::snapshot::{MountInfo, Rates, Report, Snapshot};
+use super::{json, prometheus, table};
+
+/// Connections served at once; more are told to come back later.
+const MAX_CONNECTIONS: usize = 8;
+
+/// What the server reports on: the mount, and a way to take a snapshot of its counters.
+pub struct Source {
+    pub mount: MountInfo,
+    pub snapshot: Box<dyn Fn() -> Snapshot + Send + Sync>,
+}
+
+impl Source {
+    /// The report of `now` in `format`, with rates since `before` if given.
+    pub fn report(&self, format: Format, now: &Snapshot, before: Option<&Snapshot>) -> String {
+        let rates = before.and_then(|b| Rates::between(b, now));
+        let report = Report {
+            mount: &self.mount,
+            now,
+            rates: rates.as_ref(),
+        };
+        match format {
+            Format::Table => table::table(&report),
+            Format::Json => json::json(&report) + "\n",
+            Format::Prometheus => prometheus::prometheus(&report),
+        }
+    }
+}
+
+/// A running stats socket. [`StatsServer::stop`] removes it.
+pub struct StatsServer {
+    path: PathBuf,
+    /// The socket file as created, to remove only that one.
+    identity: (u64, u64),
+    /// A copy of the listening socket, to wake the accepting thread.
+    listener: OwnedFd,
+    stopping: Arc<AtomicBool>,
+}
+
+impl StatsServer {
+    /// Creates the socket `name` in `dir` (replacing a stale one: the name is the mount's device,
+    /// which no other live mount has) and serves it from a thread of its own.
+    pub fn start(dir: &Path, name: &str, source: Arc<Source>) -> io::Result<StatsServer> {
+        super::paths::prepare_dir(dir)?;
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&path)?,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = UnixListener::bind(&path)?;
+        // The daemon's umask is 0 (see fs::PassthroughFs::new), and must stay so for the session
+        // threads: set the mode after the bind. Until then the 0700 directory keeps others out.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let meta = std::fs::symlink_metadata(&path)?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let server = StatsServer {
+            path,
+            identity: (meta.dev(), meta.ino()),
+            listener: listener.as_fd().try_clone_to_owned()?,
+            stopping: stopping.clone(),
+        };
+        std::thread::Builder::new()
+            .name("arsyncfs-stats".into())
+            .spawn(move || accept_loop(listener, source, stopping))?;
+        Ok(server)
+    }
+
+    /// Where the socket is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the socket (if it is still the one created) and stops accepting. Connections being
+    /// served end with the process.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.identity
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            tracing::warn!(
+                "cannot remove the stats socket {}: {e}",
+                self.path.display()
+            );
+        }
+        // Makes the blocked accept return.
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both);
+    }
+}
+
+fn accept_loop(listener: UnixListener, source: Arc<Source>, stopping: Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::AcqRel);
+            refuse(stream, "busy: too many stats connections at once");
+            continue;
+        }
+        let (source, done) = (source.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("arsyncfs-stats-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve(&stream, &source) {
+                    tracing::debug!("stats connection: {e}");
+                }
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+fn refuse(mut stream: UnixStream, why: &str) {
+    let _ = protocol::write_answer(&mut stream, Err(why));
+}
+
+/// Whether the peer is the daemon's own user or root (the socket's mode says so already; this
+/// holds even if someone loosened it).
+fn peer_allowed(stream: &UnixStream) -> bool {
+    let me = rustix::process::geteuid().as_raw();
+    rustix::net::sockopt::socket_peercred(stream)
+        .is_ok_and(|cred| cred.uid.as_raw() == me || cred.uid.is_root())
+}
+
+/// Answers the requests of one connection until it closes.
+fn serve(stream: &UnixStream, source: &Source) -> io::Result<()> {
+    let mut writer = stream;
+    if !peer_allowed(stream) {
+        return protocol::write_answer(&mut writer, Err("permission denied"));
+    }
+    let mut reader = BufReader::new(stream);
+    let mut before: Option<Snapshot> = None;
+    loop {
+        let mut line = String::new();
+        let n = (&mut reader)
+            .take(MAX_REQUEST as u64)
+            .read_line(&mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if !line.ends_with('\n') {
+            return protocol::write_answer(&mut writer, Err("request line too long"));
+        }
+        let format = match protocol::parse_request(&line) {
+            Ok(f) => f,
+            Err(e) => return protocol::write_answer(&mut writer, Err(&e)),
+        };
+        let now = (source.snapshot)();
+        let report = source.report(format, &now, before.as_ref());
+        protocol::write_answer(&mut writer, Ok(&report))?;
+        before = Some(now);
+    }
+}
