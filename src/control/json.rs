@@ -179,3 +179,185 @@ pub fn json(r: &Report) -> String {
     }
     top.end()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::snapshot::{Rates, sample};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    /// Just enough of a JSON reader to check the output is JSON and look into it.
+    #[derive(Debug, PartialEq)]
+    enum Value {
+        Null,
+        Num(f64),
+        Str(String),
+        List(Vec<Value>),
+        Map(BTreeMap<String, Value>),
+    }
+
+    impl Value {
+        fn get(&self, path: &str) -> &Value {
+            path.split('.').fold(self, |v, key| match v {
+                Value::Map(m) => m.get(key).unwrap_or_else(|| panic!("no {key} in {path}")),
+                Value::List(l) => &l[key.parse::<usize>().unwrap()],
+                _ => panic!("{path}: {v:?} has no {key}"),
+            })
+        }
+        fn num(&self, path: &str) -> f64 {
+            match self.get(path) {
+                Value::Num(n) => *n,
+                v => panic!("{path}: {v:?}"),
+            }
+        }
+    }
+
+    struct Reader<'a>(std::iter::Peekable<std::str::Chars<'a>>);
+
+    impl Reader<'_> {
+        fn expect(&mut self, c: char) {
+            assert_eq!(self.0.next(), Some(c));
+        }
+        fn string(&mut self) -> String {
+            self.expect('"');
+            let mut s = String::new();
+            loop {
+                match self.0.next().expect("unterminated string") {
+                    '"' => return s,
+                    '\\' => match self.0.next().unwrap() {
+                        'n' => s.push('\n'),
+                        'u' => {
+                            let hex: String = (0..4).map(|_| self.0.next().unwrap()).collect();
+                            s.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                        }
+                        c @ ('"' | '\\' | '/') => s.push(c),
+                        c => panic!("escape \\{c}"),
+                    },
+                    c if (c as u32) < 0x20 => panic!("raw control character in a string"),
+                    c => s.push(c),
+                }
+            }
+        }
+        fn value(&mut self) -> Value {
+            match *self.0.peek().expect("a value") {
+                '{' => {
+                    self.0.next();
+                    let mut m = BTreeMap::new();
+                    if self.0.peek() == Some(&'}') {
+                        self.0.next();
+                        return Value::Map(m);
+                    }
+                    loop {
+                        let k = self.string();
+                        self.expect(':');
+                        assert!(m.insert(k, self.value()).is_none(), "duplicate key");
+                        match self.0.next() {
+                            Some(',') => continue,
+                            Some('}') => return Value::Map(m),
+                            c => panic!("{c:?} in an object"),
+                        }
+                    }
+                }
+                '[' => {
+                    self.0.next();
+                    let mut l = Vec::new();
+                    if self.0.peek() == Some(&']') {
+                        self.0.next();
+                        return Value::List(l);
+                    }
+                    loop {
+                        l.push(self.value());
+                        match self.0.next() {
+                            Some(',') => continue,
+                            Some(']') => return Value::List(l),
+                            c => panic!("{c:?} in a list"),
+                        }
+                    }
+                }
+                '"' => Value::Str(self.string()),
+                'n' => {
+                    for c in "null".chars() {
+                        self.expect(c);
+                    }
+                    Value::Null
+                }
+                _ => {
+                    let mut n = String::new();
+                    while let Some(&c) = self.0.peek() {
+                        if !(c.is_ascii_digit() || "-+.eE".contains(c)) {
+                            break;
+                        }
+                        n.push(c);
+                        self.0.next();
+                    }
+                    Value::Num(n.parse().unwrap_or_else(|_| panic!("number '{n}'")))
+                }
+            }
+        }
+    }
+
+    fn parse(text: &str) -> Value {
+        let mut r = Reader(text.chars().peekable());
+        let v = r.value();
+        assert_eq!(r.0.next(), None, "text after the value");
+        v
+    }
+
+    #[test]
+    fn one_line_of_json_with_every_part() {
+        let mount = sample::mount();
+        let now = sample::snapshot(Duration::from_millis(1500), 2);
+        let text = json(&Report {
+            mount: &mount,
+            now: &now,
+            rates: None,
+        });
+        assert!(!text.contains('\n'), "one line: {text}");
+        let v = parse(&text);
+        assert_eq!(
+            *v.get("mountpoint"),
+            Value::Str("/mnt/a \"view\"\n".to_owned())
+        );
+        assert_eq!(*v.get("options.cache"), Value::Str("auto".to_owned()));
+        assert_eq!(v.num("uptime_seconds"), 1.5);
+        assert_eq!(v.num("operations.lookup.requests"), 3.0);
+        assert_eq!(v.num("operations.lookup.errors"), 1.0);
+        assert_eq!(v.num("operations.lookup.errnos.ENOENT"), 1.0);
+        assert_eq!(v.num("operations.lookup.latency_ns.max"), 1_500_000.0);
+        assert_eq!(v.num("operations.lookup.latency_ns.count"), 3.0);
+        assert_eq!(v.num("operations.write.answered"), 0.0);
+        assert!(
+            matches!(v.get("operations"), Value::Map(m) if m.len() == 3),
+            "only those with requests"
+        );
+        assert_eq!(v.num("in_flight"), 1.0);
+        assert_eq!(v.num("data.bytes_read"), 8192.0);
+        assert_eq!(v.num("files.inodes"), 5.0);
+        assert_eq!(v.num("reactors.0.requests"), 2.0);
+        assert_eq!(v.num("reactors.1.buffers.limit"), 64.0);
+        assert!(matches!(v, Value::Map(ref m) if !m.contains_key("rates")));
+    }
+
+    #[test]
+    fn rates_come_with_a_report_after_another() {
+        let mount = sample::mount();
+        let before = sample::snapshot(Duration::from_secs(1), 2);
+        let now = sample::snapshot(Duration::from_secs(3), 6);
+        let rates = Rates::between(&before, &now).unwrap();
+        let v = parse(&json(&Report {
+            mount: &mount,
+            now: &now,
+            rates: Some(&rates),
+        }));
+        assert_eq!(v.num("rates.interval_seconds"), 2.0);
+        assert_eq!(v.num("rates.operations.read"), 2.0);
+        assert_eq!(v.num("rates.read_bytes_per_second"), 8192.0);
+    }
+
+    #[test]
+    fn strings_escape_what_json_forbids() {
+        assert_eq!(string("a\"b\\c\n\t\u{1}é"), "\"a\\\"b\\\\c\\n\\t\\u0001é\"");
+        assert_eq!(float(f64::NAN), "null");
+    }
+}

@@ -235,3 +235,130 @@ pub fn prometheus(r: &Report) -> String {
     }
     e.out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::snapshot::{Rates, sample};
+    use std::time::Duration;
+
+    /// Checks one line of the text format: a comment, or `name{labels} value`; returns the
+    /// sample's name and labels, if it is one.
+    fn check_line(line: &str) -> Option<(String, Vec<(String, String)>)> {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut words = comment.splitn(3, ' ');
+            let (kind, name) = (words.next().unwrap(), words.next().unwrap());
+            assert!(["HELP", "TYPE"].contains(&kind), "{line}");
+            assert!(name.starts_with("arsyncfs_"), "{line}");
+            if kind == "TYPE" {
+                assert!(
+                    ["counter", "gauge", "summary"].contains(&words.next().unwrap()),
+                    "{line}"
+                );
+            }
+            return None;
+        }
+        let open = line
+            .find('{')
+            .unwrap_or_else(|| panic!("no labels: {line}"));
+        let name = &line[..open];
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.starts_with("arsyncfs_"),
+            "{line}"
+        );
+        // Labels: key="value" pairs, values with \\, \" and \n escapes only.
+        let mut labels = Vec::new();
+        let mut rest = &line[open + 1..];
+        loop {
+            let eq = rest.find("=\"").unwrap_or_else(|| panic!("{line}"));
+            let key = &rest[..eq];
+            assert!(
+                key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+            let mut value = String::new();
+            let mut chars = rest[eq + 2..].char_indices();
+            let end = loop {
+                match chars.next().unwrap_or_else(|| panic!("{line}")) {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next().unwrap().1 {
+                        'n' => value.push('\n'),
+                        c @ ('\\' | '"') => value.push(c),
+                        c => panic!("escape \\{c}: {line}"),
+                    },
+                    (_, '\n') => panic!("raw newline"),
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.push((key.to_owned(), value));
+            rest = &rest[eq + 2 + end + 1..];
+            match rest.chars().next() {
+                Some(',') => rest = &rest[1..],
+                Some('}') => break,
+                _ => panic!("{line}"),
+            }
+        }
+        let value = rest[1..]
+            .strip_prefix(' ')
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().is_ok(), "value '{value}': {line}");
+        Some((name.to_owned(), labels))
+    }
+
+    #[test]
+    fn every_line_is_well_formed_and_every_sample_has_its_family() {
+        let mount = sample::mount();
+        let before = sample::snapshot(Duration::from_secs(1), 2);
+        let now = sample::snapshot(Duration::from_secs(3), 6);
+        let rates = Rates::between(&before, &now).unwrap();
+        for rates in [None, Some(&rates)] {
+            let text = prometheus(&Report {
+                mount: &mount,
+                now: &now,
+                rates,
+            });
+            let mut typed = std::collections::HashSet::new();
+            let mut samples = Vec::new();
+            for line in text.lines() {
+                if let Some(t) = line.strip_prefix("# TYPE ") {
+                    assert!(
+                        typed.insert(t.split(' ').next().unwrap().to_owned()),
+                        "{line}"
+                    );
+                }
+                if let Some(sample) = check_line(line) {
+                    samples.push(sample);
+                }
+            }
+            for (name, labels) in &samples {
+                let family = ["_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{name} has no TYPE");
+                assert_eq!(
+                    labels[0],
+                    ("mountpoint".to_owned(), "/mnt/a \"view\"\n".to_owned())
+                );
+            }
+            let find = |name: &str, label: (&str, &str)| {
+                samples
+                    .iter()
+                    .any(|(n, l)| n == name && l.iter().any(|(k, v)| k == label.0 && v == label.1))
+            };
+            assert!(find("arsyncfs_errors_total", ("errno", "ENOENT")));
+            assert!(find(
+                "arsyncfs_request_duration_seconds",
+                ("quantile", "0.99")
+            ));
+            assert!(find(
+                "arsyncfs_request_duration_seconds_count",
+                ("op", "read")
+            ));
+            assert!(find("arsyncfs_reactor_turns_total", ("reactor", "1")));
+            assert!(find("arsyncfs_info", ("cache", "auto")));
+            assert!(text.contains("arsyncfs_requests_total{mountpoint=\"/mnt/a \\\"view\\\"\\n\",op=\"lookup\"} 3\n"), "{text}");
+        }
+    }
+}

@@ -177,3 +177,77 @@ fn serve(stream: &UnixStream, source: &Source) -> io::Result<()> {
         before = Some(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::client::{Located, StatsClient, locate};
+    use crate::control::snapshot::sample;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    #[test]
+    fn serves_reports_with_rates_on_one_connection_and_removes_its_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("arsyncfs");
+        let asked = Arc::new(AtomicU64::new(0));
+        let counter = asked.clone();
+        let source = Arc::new(Source {
+            mount: sample::mount(),
+            snapshot: Box::new(move || {
+                let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                sample::snapshot(Duration::from_secs(n), 2 * n)
+            }),
+        });
+        // A socket left by a dead daemon is replaced.
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        drop(UnixListener::bind(dir.join("0-99.sock")).unwrap());
+        let server = StatsServer::start(&dir, "0-99.sock", source).unwrap();
+        let path = server.path().to_path_buf();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            locate(std::slice::from_ref(&dir), "0-99.sock"),
+            Located::Socket(path.clone())
+        );
+
+        let mut client = StatsClient::connect(&path).unwrap();
+        let first = client.ask(Format::Json).unwrap().unwrap();
+        assert!(
+            first.ends_with("}\n") && !first.contains("\"rates\""),
+            "{first}"
+        );
+        let second = client.ask(Format::Table).unwrap().unwrap();
+        assert!(second.contains("req/s"), "rates since the first: {second}");
+        let prom = StatsClient::connect(&path)
+            .unwrap()
+            .ask(Format::Prometheus)
+            .unwrap()
+            .unwrap();
+        assert!(prom.contains("# TYPE arsyncfs_requests_total counter"));
+        assert_eq!(asked.load(Ordering::Relaxed), 3);
+
+        server.stop();
+        assert!(!path.exists(), "socket removed");
+        assert_eq!(locate(&[dir], "0-99.sock"), Located::Missing);
+        assert!(StatsClient::connect(&path).is_err());
+    }
+
+    #[test]
+    fn a_stranger_gets_an_error_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("arsyncfs");
+        let source = Arc::new(Source {
+            mount: sample::mount(),
+            snapshot: Box::new(|| sample::snapshot(Duration::ZERO, 0)),
+        });
+        let server = StatsServer::start(&dir, "0-98.sock", source).unwrap();
+        let mut stream = UnixStream::connect(server.path()).unwrap();
+        std::io::Write::write_all(&mut stream, b"GET / HTTP/1.0\n").unwrap();
+        let answer = protocol::read_answer(&mut BufReader::new(&stream)).unwrap();
+        assert_eq!(answer, Err("not a stats request".to_owned()));
+        server.stop();
+    }
+}

@@ -207,3 +207,114 @@ fn reactors(out: &mut String, lanes: &[ReactorStats]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::snapshot::{Rates, sample};
+    use std::time::Duration;
+
+    /// The value after ` name: `, as tests/common/mount.rs `logged_value` reads it.
+    fn value(text: &str, name: &str) -> u64 {
+        let key = format!(" {name}: ");
+        let at = text
+            .find(&key)
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        text[at + key.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn shows_each_operation_with_requests_and_the_counters_by_name() {
+        let (mount, now) = (
+            sample::mount(),
+            sample::snapshot(Duration::from_secs(192), 2),
+        );
+        let t = table(&Report {
+            mount: &mount,
+            now: &now,
+            rates: None,
+        });
+        assert!(
+            t.starts_with(
+                "arsyncfs 0.1.0 (pid 42) on /mnt/a \"view\"\n, backing /srv/data, up 3m 12s\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("options: cache=auto buffers=128\n"), "{t}");
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("no {name} row:\n{t}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        // requests, errors, p50 (a bucket's top), p99 and max (exact), errnos
+        assert_eq!(
+            row("lookup"),
+            ["lookup", "3", "1", "5.1us", "1.5ms", "1.5ms", "ENOENT", "1"]
+        );
+        assert_eq!(row("read")[..3], ["read", "2", "0"]);
+        assert_eq!(
+            row("write"),
+            ["write", "1", "0", "-", "-", "-"],
+            "not answered yet"
+        );
+        assert!(
+            !t.contains("\ngetattr"),
+            "operations without requests are left out:\n{t}"
+        );
+        assert!(!t.contains("req/s"), "no rates in a single report");
+        assert_eq!(value(&t, "reads"), 2);
+        assert_eq!(value(&t, "writes"), 1);
+        assert_eq!(value(&t, "bytes_read"), 8192);
+        assert_eq!(value(&t, "in_flight"), 1);
+        assert_eq!(value(&t, "inodes"), 5);
+        assert_eq!(value(&t, "passthrough_opens"), 0);
+        assert_eq!(
+            row("0"),
+            ["0", "2", "4", "0.5", "0", "0", "0", "0/64", "0", "0", "0"]
+        );
+        assert_eq!(row("1")[..4], ["1", "0", "0", "-"]);
+    }
+
+    #[test]
+    fn with_rates_a_column_and_throughputs_appear() {
+        let mount = sample::mount();
+        let before = sample::snapshot(Duration::from_secs(10), 2);
+        let now = sample::snapshot(Duration::from_secs(12), 12);
+        let rates = Rates::between(&before, &now).unwrap();
+        let t = table(&Report {
+            mount: &mount,
+            now: &now,
+            rates: Some(&rates),
+        });
+        assert!(t.contains("req/s"), "{t}");
+        let read = t.lines().find(|l| l.starts_with("read ")).unwrap();
+        assert_eq!(
+            read.split_whitespace().collect::<Vec<_>>()[..4],
+            ["read", "12", "5.0", "0"]
+        );
+        assert!(t.contains("answered: 15 (5.0/s)"), "{t}");
+        assert!(t.contains("(48.0 KiB; 0.0 MiB/s)"), "{t}");
+    }
+
+    #[test]
+    fn a_fresh_mount_says_it_has_no_requests() {
+        let mount = sample::mount();
+        let mut now = sample::snapshot(Duration::ZERO, 0);
+        for op in &mut now.fs.stats.ops {
+            op.started = 0;
+        }
+        let t = table(&Report {
+            mount: &mount,
+            now: &now,
+            rates: None,
+        });
+        assert!(t.contains("(no requests yet)"), "{t}");
+    }
+}
