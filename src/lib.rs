@@ -2,6 +2,7 @@
 //!
 //! - [`reactor`]: the I/O engine, a compio runtime on io_uring with a bounded buffer pool. Knows
 //!   nothing about FUSE.
+//! - [`control`]: `arsyncfs stats`: the daemon's stats socket and its reports.
 //! - [`sys`]: the only module with `unsafe`: io_uring operations compio lacks.
 #![deny(unsafe_code)]
 

@@ -23,7 +23,10 @@ Runs in the foreground by default. SIGINT, SIGTERM or SIGHUP unmount cleanly: in
 answered, the mount goes away, and arsyncfs exits 0. If the mount is busy (open files, a shell's
 current directory), it is detached lazily, like `umount -l`, and those users get ENOTCONN afterwards.
 A second signal exits at once. Unmounting from outside (`umount MOUNTPOINT` or `fusermount3 -u
-MOUNTPOINT`) also ends arsyncfs with status 0.";
+MOUNTPOINT`) also ends arsyncfs with status 0.
+
+`arsyncfs stats MOUNTPOINT` shows what a running mount is doing: requests, errors and latency per
+operation, bytes moved, the reactors' counters (see `arsyncfs stats --help`).";
 
 const OPTIONS_HELP: &str = "\
 Mount options (-o, comma-separated, repeatable; a later value wins):
