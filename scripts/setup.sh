@@ -22,7 +22,7 @@ PACKAGES=(
   attr           # getfattr/setfattr (xattr checks)
   acl            # getfacl/setfacl
   sqlite3        # sqlite3 CLI (debugging the SQLite step)
-  python3        # transparent-use SQLite step (sqlite3 module) and bench result parsing/plots
+  python3        # transparent-use SQLite step (sqlite3 module), bench result parsing/plots, tests/cli_stats.rs (json, re)
   procps         # ps, pgrep used to find daemons
   psmisc         # fuser(1) to find processes holding a mount
   util-linux     # mount, umount, findmnt; setpriv and fincore (passthrough tests)
