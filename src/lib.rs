@@ -2,10 +2,12 @@
 //!
 //! - [`reactor`]: the I/O engine, a compio runtime on io_uring with a bounded buffer pool. Knows
 //!   nothing about FUSE.
+//! - [`faults`]: fault injection for tests (cargo feature `fault-injection`; no-ops without it).
 //! - [`sys`]: the only module with `unsafe`: io_uring operations compio lacks.
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod faults;
 pub mod fs;
 pub mod reactor;
 pub mod sys;
