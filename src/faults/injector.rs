@@ -66,9 +66,10 @@ impl Injector {
         }
     }
 
-    /// Decides for one operation of kind `op` whose data window is `len` bytes (0: no data). On a
-    /// draining reactor thread the `drain` faults apply instead, if the plan has any.
-    pub fn decide(&self, op: Op, len: usize) -> Decision {
+    /// Decides for one operation of kind `op` whose data window is `len` bytes (0: no data); a
+    /// short one keeps a multiple of `unit()` bytes (asked only then: O_DIRECT needs whole blocks).
+    /// On a draining reactor thread the `drain` faults apply instead, if the plan has any.
+    pub fn decide(&self, op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
         let op = if DRAINING.with(Cell::get) && !self.thresholds[Op::Drain.index()].is_empty() {
             Op::Drain
         } else {
@@ -86,8 +87,14 @@ impl Injector {
         };
         let decision = match fault.errno() {
             Some(errno) => Decision::Fail(errno),
-            None if len >= 2 => Decision::Short(1 + (mix(h) % (len as u64 - 1)) as usize),
-            None => return Decision::Pass,
+            None => {
+                let unit = unit().max(1);
+                let units = len / unit;
+                if units < 2 {
+                    return Decision::Pass;
+                }
+                Decision::Short((1 + (mix(h) % (units as u64 - 1)) as usize) * unit)
+            }
         };
         self.injected[op.index()][fault.index()].fetch_add(1, Ordering::Relaxed);
         decision
@@ -133,7 +140,7 @@ mod tests {
 
     fn run(spec: &str, op: Op, n: usize, len: usize) -> Vec<Decision> {
         let inj = Injector::new(&Plan::parse(spec).unwrap());
-        (0..n).map(|_| inj.decide(op, len)).collect()
+        (0..n).map(|_| inj.decide(op, len, || 1)).collect()
     }
 
     #[test]
@@ -176,30 +183,44 @@ mod tests {
     #[test]
     fn counts_what_it_injects_and_cannot_shorten_a_byte() {
         let inj = Injector::new(&Plan::parse("write=short:1,fsync=eio:1").unwrap());
-        assert_eq!(inj.decide(Op::Write, 1), Decision::Pass);
-        assert_eq!(inj.decide(Op::Write, 0), Decision::Pass);
-        assert!(matches!(inj.decide(Op::Write, 2), Decision::Short(1)));
-        assert_eq!(inj.decide(Op::Fsync, 0), Decision::Fail(libc::EIO));
+        assert_eq!(inj.decide(Op::Write, 1, || 1), Decision::Pass);
+        assert_eq!(inj.decide(Op::Write, 0, || 1), Decision::Pass);
+        assert!(matches!(inj.decide(Op::Write, 2, || 1), Decision::Short(1)));
+        assert_eq!(inj.decide(Op::Fsync, 0, || 1), Decision::Fail(libc::EIO));
+        // Whole units only: 3 units of 4096 are cut to 1 or 2 units.
+        for _ in 0..20 {
+            match inj.decide(Op::Write, 3 * 4096 + 7, || 4096) {
+                Decision::Short(n) => assert!(n == 4096 || n == 8192, "{n}"),
+                d => panic!("{d:?}"),
+            }
+        }
+        assert_eq!(inj.decide(Op::Write, 8191, || 4096), Decision::Pass);
         let got = inj.injected();
         assert_eq!(
             format!("{got:?}"),
-            "Injected { write_short: 1, fsync_eio: 1, total: 2 }"
+            "Injected { write_short: 21, fsync_eio: 1, total: 22 }"
         );
     }
 
     #[test]
     fn a_draining_thread_gets_the_drain_faults() {
         let inj = Injector::new(&Plan::parse("read=short:1,drain=eio:1").unwrap());
-        assert!(matches!(inj.decide(Op::Read, 100), Decision::Short(_)));
+        assert!(matches!(
+            inj.decide(Op::Read, 100, || 1),
+            Decision::Short(_)
+        ));
         std::thread::scope(|s| {
             s.spawn(|| {
                 set_draining();
-                assert_eq!(inj.decide(Op::Read, 100), Decision::Fail(libc::EIO));
-                assert_eq!(inj.decide(Op::Fsync, 0), Decision::Fail(libc::EIO));
+                assert_eq!(inj.decide(Op::Read, 100, || 1), Decision::Fail(libc::EIO));
+                assert_eq!(inj.decide(Op::Fsync, 0, || 1), Decision::Fail(libc::EIO));
             });
         });
         // Only that thread drained.
-        assert!(matches!(inj.decide(Op::Read, 100), Decision::Short(_)));
+        assert!(matches!(
+            inj.decide(Op::Read, 100, || 1),
+            Decision::Short(_)
+        ));
         assert!(drains_started() >= 1);
         assert_eq!(inj.injected().total(), 4);
     }

@@ -58,18 +58,25 @@ pub fn install(plan: &Plan) -> Result<(), PlanError> {
         .map_err(|_| PlanError("a fault plan is already installed".into()))
 }
 
-/// Whether the operation of kind `op` about to run on a `len`-byte window (0: no data) runs.
+/// Whether an operation of kind `op` without data (fsync, a metadata call, ...) runs.
+#[inline(always)]
+pub fn decide(op: Op) -> Decision {
+    decide_io(op, 0, || 1)
+}
+
+/// Whether the read or write of kind `op` about to run on a `len`-byte window runs, fails or runs
+/// short; a short one keeps a multiple of `unit()` bytes (asked only for a short one).
 #[cfg(feature = "fault-injection")]
-pub fn decide(op: Op, len: usize) -> Decision {
+pub fn decide_io(op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
     match INJECTOR.get() {
-        Some(injector) => injector.decide(op, len),
+        Some(injector) => injector.decide(op, len, unit),
         None => Decision::Pass,
     }
 }
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn decide(_op: Op, _len: usize) -> Decision {
+pub fn decide_io(_op: Op, _len: usize, _unit: impl FnOnce() -> usize) -> Decision {
     Decision::Pass
 }
 

@@ -145,7 +145,6 @@ impl fuser::Filesystem for PassthroughFs {
             open_handles = self.handles.len(),
             open_passthrough_nodes = self.backings.len(),
             requests = ?self.stats.snapshot(),
-            reactor = ?self.reactor.stats(),
             "FUSE session ended"
         );
     }
