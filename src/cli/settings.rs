@@ -299,6 +299,18 @@ impl Settings {
     }
 }
 
+/// The fault plan from `--faults SPEC`, else from the environment's ARSYNCFS_FAULTS.
+#[cfg(feature = "fault-injection")]
+fn fault_plan(flag: Option<String>) -> Result<Option<crate::faults::Plan>, CliError> {
+    let spec = flag.or_else(|| std::env::var(crate::faults::ENV).ok());
+    match spec.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(spec) => crate::faults::Plan::parse(spec)
+            .map(Some)
+            .map_err(|e| CliError::usage(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,17 +575,5 @@ mod tests {
         assert!(!parse(&["--daemon", "-f", "/a", "/b"]).unwrap().daemon);
         let child = parse(&["--daemon-child", "--daemon", "/a", "/b"]).unwrap();
         assert!(!child.daemon && child.daemon_child);
-    }
-}
-
-/// The fault plan from `--faults SPEC`, else from the environment's ARSYNCFS_FAULTS.
-#[cfg(feature = "fault-injection")]
-fn fault_plan(flag: Option<String>) -> Result<Option<crate::faults::Plan>, CliError> {
-    let spec = flag.or_else(|| std::env::var(crate::faults::ENV).ok());
-    match spec.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(spec) => crate::faults::Plan::parse(spec)
-            .map(Some)
-            .map_err(|e| CliError::usage(e.to_string())),
     }
 }
