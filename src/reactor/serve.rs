@@ -7,6 +7,7 @@
 //! In fault-injection builds each operation asks `faults` first whether to run: a failed one is not
 //! submitted (its buffer stays here), a short one runs on part of its window (see src/faults).
 
+use std::future::Future;
 use std::io;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
@@ -50,10 +51,7 @@ pub(crate) async fn serve<C: Completions>(
             datasync,
             done,
         } => {
-            let res = match faults::decide(Op::Fsync) {
-                Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
-                _ => submit(Sync::new(file, datasync)).await.0,
-            };
+            let res = until_done(Op::Fsync, || submit(Sync::new(file.clone(), datasync))).await;
             done.complete(res.map(drop));
             None
         }
@@ -64,10 +62,10 @@ pub(crate) async fn serve<C: Completions>(
             len,
             done,
         } => {
-            let res = match faults::decide(Op::Fallocate) {
-                Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
-                _ => submit(Fallocate::new(file, mode, offset, len)).await.0,
-            };
+            let res = until_done(Op::Fallocate, || {
+                submit(Fallocate::new(file.clone(), mode, offset, len))
+            })
+            .await;
             done.complete(res.map(drop));
             None
         }
@@ -80,6 +78,25 @@ pub(crate) async fn serve<C: Completions>(
 
 fn is_retryable(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN))
+}
+
+/// Runs an operation without data (fsync, fallocate) of kind `kind` again while it is interrupted
+/// (EINTR, EAGAIN: they mean nothing to the program, whose request it is, and are retried like a
+/// read's or a write's). In fault-injection builds a fault may replace an attempt (not submitted).
+async fn until_done<O, F>(kind: Op, mut run: impl FnMut() -> F) -> io::Result<usize>
+where
+    F: Future<Output = BufResult<usize, O>>,
+{
+    loop {
+        let res = match faults::decide(kind) {
+            Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
+            _ => run().await.0,
+        };
+        match res {
+            Err(e) if is_retryable(&e) => continue,
+            res => return res,
+        }
+    }
 }
 
 /// Which way an [`issue`]d operation moves data.
