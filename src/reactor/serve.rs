@@ -143,7 +143,9 @@ fn io_unit(file: &BackingFile) -> usize {
 }
 
 /// Reads up to `len` bytes. A short read is continued until `len` bytes or end of file, because FUSE
-/// takes a short reply for end of file; an error after some bytes arrived ends the read with those bytes.
+/// takes a short reply for end of file. For the same reason an error after some bytes arrived is
+/// answered as the error, not as those bytes: the kernel would take them for the end of the file
+/// (and shrink the size it caches), and the program would read a truncated file.
 async fn read<C: Completions>(
     file: BackingFile,
     offset: u64,
@@ -168,9 +170,7 @@ async fn read<C: Completions>(
             Ok(n) => filled += n.min(len - filled),
             Err(e) if is_retryable(&e) => continue,
             Err(e) => {
-                if filled == 0 {
-                    error = Some(e);
-                }
+                error = Some(e);
                 break;
             }
         }
