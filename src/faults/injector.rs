@@ -114,7 +114,7 @@ impl Injector {
 }
 
 /// Faults injected per kind and fault, named `<kind>_<fault>` (`read_eio`, `write_short`, ...).
-/// Shown as `Injected { read_eio: 3, write_short: 10, total: 13 }`.
+/// Shown as `Injected { read_eio: 3, write_short: 10, faults_injected: 13 }`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Injected(pub Vec<(String, u64)>);
 
@@ -130,7 +130,7 @@ impl fmt::Debug for Injected {
         for (name, n) in &self.0 {
             write!(f, " {name}: {n},")?;
         }
-        write!(f, " total: {} }}", self.total())
+        write!(f, " faults_injected: {} }}", self.total())
     }
 }
 
@@ -198,7 +198,7 @@ mod tests {
         let got = inj.injected();
         assert_eq!(
             format!("{got:?}"),
-            "Injected { write_short: 21, fsync_eio: 1, total: 22 }"
+            "Injected { write_short: 21, fsync_eio: 1, faults_injected: 22 }"
         );
     }
 

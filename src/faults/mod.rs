@@ -19,7 +19,7 @@
 //!   until the request is filled or the file ends; a short write is continued, and when an error
 //!   stops it after some bytes the write answers the count written, as pwrite(2) does.
 //! - **Counts**: the daemon logs the faults injected per kind when it exits (`-v`), after its
-//!   reactors drained: `faults = Injected { read_eio: 3, write_short: 10, total: 13 }`.
+//!   reactors drained: `faults = Injected { read_eio: 3, write_short: 10, faults_injected: 13 }`.
 
 #[cfg(feature = "fault-injection")]
 mod injector;
