@@ -149,6 +149,31 @@ fn exercise(
     }
 }
 
+/// A plan that cannot work is one line of error and the usage exit code, before anything mounts.
+#[test]
+fn a_bad_fault_plan_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (how, spec) in [("flag", "read=crash:0.1"), ("env", "close=eintr:0.5")] {
+        let mut cmd = Command::new(mount::arsyncfs_bin());
+        match how {
+            "flag" => cmd.args(["--faults", spec]),
+            _ => cmd.env("ARSYNCFS_FAULTS", spec),
+        };
+        let out = cmd
+            .arg(dir.path())
+            .arg(dir.path().join("mnt"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("arsyncfs: error: fault plan: "),
+            "{stderr}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The data path
 
