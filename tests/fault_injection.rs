@@ -897,11 +897,17 @@ fn reactor_drain_faults_answer_every_request_and_return_every_buffer() {
 #[ignore = "long form (run with --ignored, or ARSYNCFS_LONG=1 for the others)"]
 fn long_everything_at_once() {
     let spec = "seed=99,read=eio:0.02+short:0.2+eintr:0.05,write=eio:0.02+enospc:0.01+short:0.2+eagain:0.05,\
-                fsync=eio:0.05+eintr:0.05,fallocate=eio:0.05,meta=eio:0.01";
+                fsync=eio:0.05+eintr:0.05,fallocate=eio:0.05+eintr:0.05,close=eio:0.05,meta=eio:0.01";
     let m = mount_with_faults(spec, &["--reactors", "0"]);
-    exercise(&m, 0x5eed_0099, 100_000, |ex| {
+    let ex = exercise(&m, 0x5eed_0099, 100_000, |ex| {
         ex.tolerating(&[EIO, ENOSPC]).without_mmap()
     });
     still_serves(&m);
-    check_daemon(&finish(m));
+    let log = finish(m);
+    check_daemon(&log);
+    eprintln!(
+        "errors seen: {:?}\n{}",
+        ex.errors_seen(),
+        log.lines().last().unwrap_or("")
+    );
 }

@@ -67,6 +67,8 @@ fn scenario(args: &[&str], loads: &[Load], end: End) {
     if loads.contains(&Load::CpTree) {
         make_tree(source.path());
     }
+    let args: Vec<&str> = std::iter::once("-v").chain(args.iter().copied()).collect();
+    let args = &args[..];
     let mut m = Mounted::with_args(args);
     let mnt = m.mountpoint().to_path_buf();
     let backing = m.backing().to_path_buf();
@@ -126,6 +128,12 @@ fn scenario(args: &[&str], loads: &[Load], end: End) {
         End::Stop(sig) => {
             m.signal(sig);
             let status = m.wait_exit();
+            // It answered every request it was sent and got every buffer back (-v's exit log).
+            let log = m.stderr();
+            let value = |field| mount::logged_value(&log, field);
+            assert_eq!(value("sent"), value("answered"), "{log}");
+            assert_eq!(value("taken"), value("returned"), "{log}");
+            assert!(!log.contains("Reply not sent"), "{log}");
             assert!(
                 status.success(),
                 "arsyncfs exited with {status} after {sig:?}:\n{}",
