@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the project's test command (the README's, and what .ci/run runs).
-# Installs what the tests need (scripts/setup.sh, as root), then runs the whole test suite in release
-# mode: unit tests, reactor tests, and the integration tests that mount arsyncfs over temp dirs (they
-# need root, as CI has, and /dev/fuse). Extra arguments go to `cargo test`.
+# Installs what the tests need (scripts/setup.sh, as root), then runs the test suite in release mode:
+# first the fault-injection tests (tests/fault_injection.rs and src/faults' unit tests, built with
+# the cargo feature fault-injection, which release builds leave out), then the whole suite without
+# the feature (unit tests, reactor tests, and the integration tests that mount arsyncfs over temp
+# dirs; they need root, as CI has, and /dev/fuse), which also leaves target/release/arsyncfs built
+# without it. Extra arguments go to both `cargo test` runs.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 bash scripts/setup.sh
-# --no-fail-fast: every test binary runs, so one failure does not hide the others.
-cargo test --release --no-fail-fast "$@"
+# --no-fail-fast: every test binary runs, so one failure does not hide the others; and the second
+# run happens whatever the first found.
+status=0
+cargo test --release --no-fail-fast --features fault-injection --lib --test fault_injection "$@" || status=$?
+cargo test --release --no-fail-fast "$@" || status=$?
+exit "$status"

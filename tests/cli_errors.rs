@@ -133,6 +133,33 @@ fn unknown_flag() {
     assert_error(&out, USAGE, "--bogus");
 }
 
+/// Builds without the cargo feature fault-injection (release builds) have no fault injection: the
+/// hidden option does not exist, and a plan in the environment is ignored.
+#[cfg(not(feature = "fault-injection"))]
+#[test]
+fn no_fault_injection_without_the_feature() {
+    let d = dirs();
+    let out = run(&[
+        OsStr::new("--faults"),
+        OsStr::new("read=eio:1"),
+        d.backing.as_os_str(),
+        d.mnt.as_os_str(),
+    ]);
+    assert_error(&out, USAGE, "--faults");
+    let out = run_with(
+        &[
+            OsStr::new("--fake"),
+            d.backing.as_os_str(),
+            d.mnt.as_os_str(),
+        ],
+        Opts {
+            env: vec![("ARSYNCFS_FAULTS", OsStr::new("not a plan"))],
+            ..Opts::default()
+        },
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
 #[test]
 fn unknown_mount_option() {
     let d = dirs();

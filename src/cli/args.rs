@@ -195,6 +195,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
+    /// Fault-injection builds only (cargo feature `fault-injection`): a fault plan, e.g.
+    /// `seed=7,read=eio:0.05,write=short:0.1` (src/faults; also the environment's ARSYNCFS_FAULTS).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, hide = true, value_name = "SPEC")]
+    pub faults: Option<String>,
+
     /// Internal: this process is the detached child of `--daemon`; report readiness on stdout.
     #[arg(long, hide = true)]
     pub daemon_child: bool,

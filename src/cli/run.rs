@@ -56,6 +56,11 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         return Ok(());
     }
 
+    #[cfg(feature = "fault-injection")]
+    if let Some(plan) = &settings.faults {
+        crate::faults::install(plan).map_err(|e| CliError::usage(e.to_string()))?;
+        tracing::warn!(?plan, "fault injection: operations fail on purpose");
+    }
     let reactor = Reactor::<FuseReplies>::start(settings.reactor).map_err(reactor_error)?;
     let fs = match PassthroughFs::new(&paths.backing, settings.fs.clone(), reactor.handle()) {
         Ok(fs) => fs,
@@ -150,7 +155,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
             // Unmounted from outside (or the session failed).
             tracing::info!("the mount went away; stopping");
             remove_leftover(&paths.mountpoint, ours.as_ref());
-            reactor.shutdown();
+            stop_reactors(reactor);
             publication.finish();
             match result {
                 Ok(Err(e)) => Err(CliError::new(
@@ -185,7 +190,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
                             ));
                         }
                     }
-                    reactor.shutdown();
+                    stop_reactors(reactor);
                     publication.finish();
                     Ok(())
                 }
@@ -195,7 +200,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
                         paths.mountpoint.display()
                     );
                     // Answer what is in flight, then let process exit abort the connection.
-                    reactor.shutdown();
+                    stop_reactors(reactor);
                     kernel_cache.wait_idle(std::time::Duration::from_secs(1));
                     publication.finish();
                     Ok(())
@@ -203,6 +208,21 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
             }
         }
     }
+}
+
+/// Stops the reactors, each once it answered every request it took, and logs (`-v`) their counters:
+/// the pools' balance (taken == returned), the requests sent and answered (equal: each answered
+/// once), and in fault-injection builds the faults injected per kind.
+fn stop_reactors(reactor: Reactor<FuseReplies>) {
+    let handle = reactor.handle();
+    reactor.shutdown();
+    let (stats, requests) = (handle.stats(), crate::reactor::request_counts());
+    #[cfg(feature = "fault-injection")]
+    if let Some(faults) = crate::faults::injected() {
+        tracing::info!(reactor = ?stats, ?requests, ?faults, "reactors drained");
+        return;
+    }
+    tracing::info!(reactor = ?stats, ?requests, "reactors drained");
 }
 
 /// Whether the topmost mount at `mountpoint` is still the one we made.

@@ -90,6 +90,9 @@ pub struct Settings {
     pub fake: bool,
     /// Unknown `-o` options skipped because of `sloppy` (logged as warnings).
     pub unknown_options: Vec<String>,
+    /// The fault plan of a fault-injection build (`--faults`, or ARSYNCFS_FAULTS).
+    #[cfg(feature = "fault-injection")]
+    pub faults: Option<crate::faults::Plan>,
 }
 
 impl Default for Settings {
@@ -114,6 +117,8 @@ impl Default for Settings {
             sloppy: false,
             fake: false,
             unknown_options: Vec::new(),
+            #[cfg(feature = "fault-injection")]
+            faults: None,
         }
     }
 }
@@ -193,6 +198,10 @@ impl Settings {
         }
         s.verbosity = s.verbosity.max(args.verbose);
         s.log_file = args.log_file;
+        #[cfg(feature = "fault-injection")]
+        {
+            s.faults = fault_plan(args.faults)?;
+        }
         s.check_ranges()?;
         super::validate::check_fs_options(&s.fs)?;
         Ok(s)
@@ -287,6 +296,18 @@ impl Settings {
         let nodiratime = !self.fs.diratime && self.fs.atime != AtimeMode::NoAtime;
         (strict || nodiratime)
             .then(|| AtimeRules::new(self.fs.atime, self.fs.diratime).mount_attrs())
+    }
+}
+
+/// The fault plan from `--faults SPEC`, else from the environment's ARSYNCFS_FAULTS.
+#[cfg(feature = "fault-injection")]
+fn fault_plan(flag: Option<String>) -> Result<Option<crate::faults::Plan>, CliError> {
+    let spec = flag.or_else(|| std::env::var(crate::faults::ENV).ok());
+    match spec.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(spec) => crate::faults::Plan::parse(spec)
+            .map(Some)
+            .map_err(|e| CliError::usage(e.to_string())),
     }
 }
 

@@ -14,11 +14,13 @@ use rustix::fs::{Mode, OFlags, SeekFrom, Stat};
 
 use super::creds::Caller;
 use super::handles::{Handle, OpenFile, WriteTarget};
+use super::injected::fault;
 use super::inodes::{DataStamp, EntryId};
 use super::passthrough::{RegisterBacking, passthrough_fopen};
 use super::replies::{DoneReply, ReadReply, WriteReply};
 use super::timed::Timed;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
+use crate::faults::{self, Decision, Op};
 
 /// A new open file handle, as the kernel is told about it.
 pub(super) struct Opened {
@@ -108,6 +110,7 @@ impl PassthroughFs {
     ) -> OpResult<Opened> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
+        fault(Op::Open)?;
         let file = Self::open_backing(self.backing_open_flags(flags), |f| {
             rustix::fs::open(proc_path(&*fd).as_str(), f, Mode::empty())
         })
@@ -152,6 +155,7 @@ impl PassthroughFs {
         // caller asked for O_EXCL.
         let created = {
             let _as_caller = self.become_caller(&caller)?;
+            fault(Op::Create)?;
             Self::open_backing(oflags | OFlags::CREATE | OFlags::EXCL, |f| {
                 rustix::fs::openat(&*pfd, name, f, perm)
             })
@@ -340,6 +344,7 @@ impl PassthroughFs {
         // Closing a duplicate makes filesystems that report write-back errors on close (NFS) report
         // them to this close(2), as a local close would.
         let file = self.file(fh)?;
+        fault(Op::Flush)?;
         let dup = file
             .as_fd()
             .try_clone_to_owned()
@@ -462,7 +467,15 @@ fn reads_update_atime(flags: i32) -> bool {
 fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize> {
     let mut written = 0;
     while written < data.len() {
-        match file.write_at(&data[written..], offset + written as u64) {
+        // In fault-injection builds: not run (an injected error), or run on part of the rest.
+        let end = match faults::decide_io(Op::Write, data.len() - written, || 1) {
+            Decision::Pass => Ok(data.len()),
+            Decision::Short(n) => Ok(written + n),
+            Decision::Fail(e) => Err(std::io::Error::from_raw_os_error(e)),
+        };
+        let result =
+            end.and_then(|end| file.write_at(&data[written..end], offset + written as u64));
+        match result {
             Ok(0) => break,
             Ok(n) => written += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

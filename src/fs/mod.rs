@@ -19,6 +19,7 @@ mod files;
 mod filesystem;
 mod fuse_attr;
 mod handles;
+mod injected;
 mod inodes;
 mod invalidate;
 mod killpriv;

@@ -7,8 +7,10 @@ use fuser::Errno;
 use rustix::fs::{AtFlags, FileType as RxFileType, RenameFlags, Stat};
 
 use super::creds::Caller;
+use super::injected::fault;
 use super::inodes::{DefaultAcl, EntryId};
 use super::{OpResult, PassthroughFs, check_name, errno};
+use crate::faults::Op;
 
 impl PassthroughFs {
     pub(super) fn op_lookup(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
@@ -17,7 +19,7 @@ impl PassthroughFs {
         match name.as_encoded_bytes() {
             b"." => self.lookup_self(parent),
             b".." => self.lookup_parent(parent),
-            _ => self.lookup_child(parent, name),
+            _ => fault(Op::Lookup).and_then(|()| self.lookup_child(parent, name)),
         }
     }
 
@@ -37,6 +39,7 @@ impl PassthroughFs {
         let parent_acl = self.inodes.default_acl(parent);
         {
             let _as_caller = self.become_caller(&caller)?;
+            fault(Op::Mkdir)?;
             rustix::fs::mkdirat(&*pfd, name, mode).map_err(errno)?;
         }
         let (entry, st) = self.created(parent, &pfd, name)?;
@@ -63,6 +66,7 @@ impl PassthroughFs {
         let perm = self.creation_mode(parent, &pfd, mode, &caller);
         {
             let _as_caller = self.become_caller(&caller)?;
+            fault(Op::Mkdir)?;
             rustix::fs::mknodat(&*pfd, name, kind, perm, rdev as u64).map_err(errno)?;
         }
         self.created(parent, &pfd, name)
@@ -80,6 +84,7 @@ impl PassthroughFs {
         let pfd = self.node_fd(parent)?;
         {
             let _as_caller = self.become_caller(&caller)?;
+            fault(Op::Mkdir)?;
             rustix::fs::symlinkat(target, &*pfd, name).map_err(errno)?;
         }
         self.created(parent, &pfd, name)
@@ -95,6 +100,7 @@ impl PassthroughFs {
         check_name(newname)?;
         let fd = self.node_fd(ino)?;
         let npfd = self.node_fd(newparent)?;
+        fault(Op::Link)?;
         // AT_EMPTY_PATH links the very object the node holds (needs CAP_DAC_READ_SEARCH, which a
         // root daemon has); the procfs name is the fallback that works without it.
         let linked = rustix::fs::linkat(&*fd, "", &*npfd, newname, AtFlags::EMPTY_PATH);
@@ -123,6 +129,7 @@ impl PassthroughFs {
         } else {
             AtFlags::empty()
         };
+        fault(Op::Unlink)?;
         rustix::fs::unlinkat(&*pfd, name, flags).map_err(errno)
     }
 
@@ -140,6 +147,7 @@ impl PassthroughFs {
         let pfd = self.node_fd(parent)?;
         let npfd = self.node_fd(newparent)?;
         let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
+        fault(Op::Rename)?;
         rustix::fs::renameat_with(&*pfd, name, &*npfd, newname, flags).map_err(errno)?;
         // A symlink keeps its node across a rename: remember its new name (for xattrs). Only an
         // exchange leaves something under the old name.

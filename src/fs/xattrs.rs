@@ -14,7 +14,9 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, XattrFlags};
 
 use super::creds::{Caller, in_group};
+use super::injected::fault;
 use super::{OpResult, PassthroughFs, errno, key_of, proc_path};
+use crate::faults::Op;
 
 /// The xattr that holds a directory's default ACL.
 pub(super) const DEFAULT_ACL: &str = "system.posix_acl_default";
@@ -63,6 +65,7 @@ impl PassthroughFs {
 
     pub(super) fn op_getxattr(&self, ino: u64, name: &OsStr, size: u32) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
+        fault(Op::Xattr)?;
         let p = t.path.as_path();
         if size == 0 {
             let n = if t.symlink {
@@ -85,6 +88,7 @@ impl PassthroughFs {
 
     pub(super) fn op_listxattr(&self, ino: u64, size: u32) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
+        fault(Op::Xattr)?;
         let p = t.path.as_path();
         if size == 0 {
             let n = if t.symlink {
@@ -118,6 +122,7 @@ impl PassthroughFs {
         self.check_writable()?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
         let t = self.xattr_target(ino)?;
+        fault(Op::Xattr)?;
         let set = if t.symlink {
             rustix::fs::lsetxattr(t.path.as_path(), name, value, flags)
         } else {
@@ -148,6 +153,7 @@ impl PassthroughFs {
     pub(super) fn op_removexattr(&self, ino: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let t = self.xattr_target(ino)?;
+        fault(Op::Xattr)?;
         let removed = if t.symlink {
             rustix::fs::lremovexattr(t.path.as_path(), name)
         } else {

@@ -13,6 +13,7 @@ use super::request::{
     shutdown_error,
 };
 use super::shared::{Message, Shared};
+use crate::faults::{self, Decision, Op};
 
 /// Counters of the reactor, as seen at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -200,7 +201,10 @@ impl<C: Completions> ReactorHandle<C> {
         match Arc::try_unwrap(file) {
             Ok(file) => {
                 drop(file);
-                done.complete(Ok(()));
+                done.complete(match faults::decide(Op::Close) {
+                    Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
+                    _ => Ok(()),
+                });
             }
             Err(file) => self.submit(Request::Close { file, done }),
         }

@@ -32,6 +32,6 @@ pub use handle::{ReactorHandle, ReactorStats};
 pub use pool::{ALIGN, BufferPool, PoolBuf, PoolClosed, PoolStats};
 pub use request::{
     BackingFile, Completions, DoneCompletion, PendingDone, PendingRead, PendingWrite,
-    ReadCompletion, Request, WriteCompletion, shutdown_error,
+    ReadCompletion, Request, RequestCounts, WriteCompletion, request_counts, shutdown_error,
 };
 pub use thread::Reactor;

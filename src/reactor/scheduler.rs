@@ -209,19 +209,28 @@ where
                     self.admit(req);
                 }
                 Ok(Message::Shutdown) => {
-                    self.stopping = true;
+                    self.begin_draining();
                     // Writers blocked on a buffer fail now instead of queueing more work.
                     self.shared.pool.close();
                     received = true;
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    self.stopping = true;
+                    self.begin_draining();
                     break;
                 }
             }
         }
         received
+    }
+
+    /// From now on the reactor only finishes what it took.
+    fn begin_draining(&mut self) {
+        if !self.stopping {
+            self.stopping = true;
+            // In fault-injection builds, its operations now get the `drain` faults.
+            crate::faults::set_draining();
+        }
     }
 
     /// Starts a new request, or queues it behind those that wait for what it needs.

@@ -3,8 +3,13 @@
 //! Each function here owns its buffer for the whole operation, hands it to compio by value, gets it back
 //! in the operation's result (on errors too), answers the request, and then returns the buffer so the
 //! reactor can put it back in the pool: a buffer goes back only after its completion arrived.
+//!
+//! In fault-injection builds each operation asks `faults` first whether to run: a failed one is not
+//! submitted (its buffer stays here), a short one runs on part of its window (see src/faults).
 
+use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
@@ -16,6 +21,7 @@ use super::pool::PoolBuf;
 use super::request::{
     BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, Shortfall,
 };
+use crate::faults::{self, Decision, Op};
 use crate::sys::uring::{Fallocate, OwnedIo};
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
@@ -45,7 +51,7 @@ pub(crate) async fn serve<C: Completions>(
             datasync,
             done,
         } => {
-            let BufResult(res, _) = submit(Sync::new(file, datasync)).await;
+            let res = until_done(Op::Fsync, || submit(Sync::new(file.clone(), datasync))).await;
             done.complete(res.map(drop));
             None
         }
@@ -56,7 +62,10 @@ pub(crate) async fn serve<C: Completions>(
             len,
             done,
         } => {
-            let BufResult(res, _) = submit(Fallocate::new(file, mode, offset, len)).await;
+            let res = until_done(Op::Fallocate, || {
+                submit(Fallocate::new(file.clone(), mode, offset, len))
+            })
+            .await;
             done.complete(res.map(drop));
             None
         }
@@ -71,8 +80,72 @@ fn is_retryable(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN))
 }
 
+/// Runs an operation without data (fsync, fallocate) of kind `kind` again while it is interrupted
+/// (EINTR, EAGAIN: they mean nothing to the program, whose request it is, and are retried like a
+/// read's or a write's). In fault-injection builds a fault may replace an attempt (not submitted).
+async fn until_done<O, F>(kind: Op, mut run: impl FnMut() -> F) -> io::Result<usize>
+where
+    F: Future<Output = BufResult<usize, O>>,
+{
+    loop {
+        let res = match faults::decide(kind) {
+            Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
+            _ => run().await.0,
+        };
+        match res {
+            Err(e) if is_retryable(&e) => continue,
+            res => return res,
+        }
+    }
+}
+
+/// Which way an [`issue`]d operation moves data.
+#[derive(Clone, Copy)]
+enum Way {
+    Read,
+    Write,
+}
+
+/// Issues one read into, or write from, `vec[window]` at `offset`, and hands back its result with
+/// the file and the vector. In fault-injection builds the operation may instead not be submitted
+/// at all (an injected error) or run on the first part of the window (a short one).
+async fn issue(
+    way: Way,
+    file: BackingFile,
+    offset: u64,
+    vec: Vec<u8>,
+    window: Range<usize>,
+) -> (io::Result<usize>, BackingFile, Vec<u8>) {
+    let kind = match way {
+        Way::Read => Op::Read,
+        Way::Write => Op::Write,
+    };
+    let window = match faults::decide_io(kind, window.len(), || io_unit(&file)) {
+        Decision::Pass => window,
+        Decision::Short(n) => window.start..window.start + n,
+        Decision::Fail(e) => return (Err(io::Error::from_raw_os_error(e)), file, vec),
+    };
+    let op = match way {
+        Way::Read => OwnedIo::read(file, offset, vec, window),
+        Way::Write => OwnedIo::write(file, offset, vec, window),
+    };
+    let BufResult(res, op) = submit(op).await;
+    let (file, vec) = op.into_parts();
+    (res, file, vec)
+}
+
+/// The granularity of a shortened read or write of `file`: O_DIRECT moves whole blocks only.
+fn io_unit(file: &BackingFile) -> usize {
+    match rustix::fs::fcntl_getfl(&**file) {
+        Ok(flags) if flags.contains(rustix::fs::OFlags::DIRECT) => super::pool::ALIGN,
+        _ => 1,
+    }
+}
+
 /// Reads up to `len` bytes. A short read is continued until `len` bytes or end of file, because FUSE
-/// takes a short reply for end of file; an error after some bytes arrived ends the read with those bytes.
+/// takes a short reply for end of file. For the same reason an error after some bytes arrived is
+/// answered as the error, not as those bytes: the kernel would take them for the end of the file
+/// (and shrink the size it caches), and the program would read a truncated file.
 async fn read<C: Completions>(
     file: BackingFile,
     offset: u64,
@@ -90,17 +163,14 @@ async fn read<C: Completions>(
     let mut error = None;
     while filled < len {
         let window = shape.window(filled, len);
-        let op = OwnedIo::read(file, offset + filled as u64, vec, window);
-        let BufResult(res, op) = submit(op).await;
-        (file, vec) = op.into_parts();
+        let res;
+        (res, file, vec) = issue(Way::Read, file, offset + filled as u64, vec, window).await;
         match res {
             Ok(0) => break,
             Ok(n) => filled += n.min(len - filled),
             Err(e) if is_retryable(&e) => continue,
             Err(e) => {
-                if filled == 0 {
-                    error = Some(e);
-                }
+                error = Some(e);
                 break;
             }
         }
@@ -132,9 +202,8 @@ async fn write<C: Completions>(
             break Ok(total);
         }
         let window = shape.window(written, total);
-        let op = OwnedIo::write(file, offset + written as u64, vec, window);
-        let BufResult(res, op) = submit(op).await;
-        (file, vec) = op.into_parts();
+        let res;
+        (res, file, vec) = issue(Way::Write, file, offset + written as u64, vec, window).await;
         match res {
             Ok(0) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
@@ -154,7 +223,13 @@ async fn close<C: Completions>(file: BackingFile, done: PendingDone<C>) {
     match Arc::try_unwrap(file) {
         Ok(file) => {
             let BufResult(res, _) = submit(CloseFile::new(OwnedFd::from(file))).await;
-            done.complete(res.map(drop));
+            // A close always runs (the descriptor is gone whatever it answers); a fault replaces
+            // its answer.
+            let res = match faults::decide(Op::Close) {
+                Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
+                _ => res.map(drop),
+            };
+            done.complete(res);
         }
         Err(_shared) => done.complete(Ok(())),
     }

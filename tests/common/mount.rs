@@ -20,6 +20,10 @@
 //! - `.signal(Signal::INT)`: sends a signal; `.wait_exit()`: waits (up to 30 s) for the process to
 //!   exit and returns its status (panics on timeout).
 //! - `.unmount()`: SIGTERM, wait, and assert that it exited 0 and the mount is gone.
+//! - `.kill()`: SIGKILL, as a crash: the daemon dies at once and leaves its mount stale (ENOTCONN);
+//!   `.unmount_stale()` removes it as a user would (`fusermount3 -u`, else `umount -l`);
+//!   `.restart(args)` mounts again on the same backing and mountpoint (its stderr appended to the
+//!   same log).
 //! - `Drop`: if the process still runs, SIGTERM and wait up to 10 s; if the mount is still there,
 //!   `umount -l`; if the process still runs, SIGKILL. Only then are the temp dirs removed.
 //!
@@ -272,6 +276,68 @@ impl Mounted {
                 "arsyncfs did not exit within 30 s; stderr:\n{}",
                 self.stderr()
             ),
+        }
+    }
+
+    /// SIGKILL, and wait for the process to be gone. Its mount stays, stale, until
+    /// [`Mounted::unmount_stale`].
+    pub fn kill(&mut self) -> ExitStatus {
+        self.signal(Signal::KILL);
+        self.wait_exit()
+    }
+
+    /// Removes the mount a dead daemon left: `fusermount3 -u`, else (still busy) `umount -l`.
+    pub fn unmount_stale(&self) {
+        let quiet = |cmd: &mut Command| {
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !quiet(Command::new("fusermount3").arg("-u").arg(&self.mountpoint)) {
+            quiet(Command::new("umount").arg("-l").arg(&self.mountpoint));
+        }
+        assert!(
+            !is_mounted(&self.mountpoint),
+            "the stale mount is still there"
+        );
+    }
+
+    /// Mounts again on the same backing and mountpoint with `args`, after the last daemon exited
+    /// and its mount is gone; returns once the mount shows up (panics, with the log, if not).
+    pub fn restart<S: AsRef<std::ffi::OsStr>>(&mut self, args: &[S]) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        assert!(!is_mounted(&self.mountpoint), "still mounted");
+        let stderr = File::options()
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("open the stderr log");
+        let child = Command::new(arsyncfs_bin())
+            .args(args)
+            .arg(&self.backing)
+            .arg(&self.mountpoint)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn arsyncfs");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !is_mounted(&self.mountpoint) {
+            let child = self.child.as_mut().expect("child present");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                panic!(
+                    "arsyncfs exited with {status} before mounting again:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < MOUNT_TIMEOUT,
+                "arsyncfs did not mount again within {MOUNT_TIMEOUT:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

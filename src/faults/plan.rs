@@ -1,0 +1,258 @@
+//! What to inject: the fault plan and its text form.
+//!
+//! `seed=7,read=eio:0.05+short:0.1,write=short:0.1,fsync=eio:0.02,meta=eio:0.01,drain=eio:1`:
+//! comma-separated items, `seed=N` (default 1) and `OP=FAULT:RATE[+FAULT:RATE...]`, where OP is an
+//! operation kind (see [`Op`]), `meta` all the metadata kinds at once, or `drain` every data
+//! operation started while a reactor drains at shutdown; FAULT is `eio`, `enospc`, `eintr`,
+//! `eagain` or `short`; RATE the fraction of those operations that get it (0 < RATE <= 1, the
+//! rates of one OP adding up to at most 1). An OP given twice adds its faults.
+
+use std::fmt;
+
+use super::op::Op;
+
+/// What an injected fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    Eio,
+    Enospc,
+    Eintr,
+    Eagain,
+    /// The operation runs on a shorter window than asked (at least one byte).
+    Short,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::Eio,
+        Fault::Enospc,
+        Fault::Eintr,
+        Fault::Eagain,
+        Fault::Short,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Eio => "eio",
+            Fault::Enospc => "enospc",
+            Fault::Eintr => "eintr",
+            Fault::Eagain => "eagain",
+            Fault::Short => "short",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Fault::ALL.iter().position(|&f| f == self).expect("listed")
+    }
+
+    /// The errno the fault answers with (`None` for a short operation).
+    pub fn errno(self) -> Option<i32> {
+        match self {
+            Fault::Eio => Some(libc::EIO),
+            Fault::Enospc => Some(libc::ENOSPC),
+            Fault::Eintr => Some(libc::EINTR),
+            Fault::Eagain => Some(libc::EAGAIN),
+            Fault::Short => None,
+        }
+    }
+}
+
+/// One fault and the fraction of an operation kind's calls that get it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rule {
+    pub op: Op,
+    pub fault: Fault,
+    pub rate: f64,
+}
+
+/// A whole fault plan: the seed and the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub seed: u64,
+    pub rules: Vec<Rule>,
+}
+
+/// A spec that cannot be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError(pub String);
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fault plan: {}", self.0)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+fn err<T>(msg: String) -> Result<T, PlanError> {
+    Err(PlanError(msg))
+}
+
+impl Plan {
+    /// Parses the text form (module docs).
+    pub fn parse(spec: &str) -> Result<Plan, PlanError> {
+        let mut plan = Plan {
+            seed: 1,
+            rules: Vec::new(),
+        };
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((key, value)) = item.split_once('=') else {
+                return err(format!("'{item}': expected KEY=VALUE"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if key == "seed" {
+                plan.seed = value
+                    .parse()
+                    .map_err(|_| PlanError(format!("seed '{value}': not a number")))?;
+                continue;
+            }
+            let ops: Vec<Op> = if key == "meta" {
+                Op::META.to_vec()
+            } else {
+                match Op::ALL.iter().find(|o| o.name() == key) {
+                    Some(&op) => vec![op],
+                    None => return err(format!("'{key}': not an operation kind")),
+                }
+            };
+            for part in value.split('+') {
+                let (fault, rate) = parse_fault(part)?;
+                for &op in &ops {
+                    plan.add(Rule { op, fault, rate })?;
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn add(&mut self, rule: Rule) -> Result<(), PlanError> {
+        let (op, fault) = (rule.op.name(), rule.fault.name());
+        match rule.fault {
+            Fault::Short if !moves_data(rule.op) => {
+                return err(format!("{op}: moves no data, cannot be short"));
+            }
+            Fault::Eagain if !retries_eagain(rule.op) => {
+                return err(format!(
+                    "{op}=eagain: EAGAIN is retried only on the data path (read, write, fsync, \
+                     fallocate, drain)"
+                ));
+            }
+            Fault::Eintr if !retries_eintr(rule.op) => {
+                return err(format!("{op}=eintr: a close is never retried"));
+            }
+            Fault::Eintr | Fault::Eagain if rule.rate >= 1.0 => {
+                return err(format!("{op}={fault}:1 would be retried forever"));
+            }
+            _ => {}
+        }
+        let total: f64 = self
+            .rules
+            .iter()
+            .filter(|r| r.op == rule.op)
+            .map(|r| r.rate)
+            .sum::<f64>()
+            + rule.rate;
+        if total > 1.0 + 1e-9 {
+            return err(format!("{op}: the rates add up to {total}, more than 1"));
+        }
+        self.rules.push(rule);
+        Ok(())
+    }
+}
+
+/// Whether the operation moves data, so that it can be cut short.
+fn moves_data(op: Op) -> bool {
+    matches!(op, Op::Read | Op::Write | Op::Drain)
+}
+
+/// Whether EAGAIN from the backing is retried for this kind: on the reactor's data path
+/// io_uring returns it only for a passing condition; a metadata call means it (an open with
+/// O_NONBLOCK of a file under a lease), so it goes to the program.
+fn retries_eagain(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Read | Op::Write | Op::Fsync | Op::Fallocate | Op::Drain
+    )
+}
+
+/// Whether an interrupted call can be made again: not a close, which let go of the
+/// descriptor whatever it answered.
+fn retries_eintr(op: Op) -> bool {
+    !matches!(op, Op::Close | Op::Flush)
+}
+
+fn parse_fault(part: &str) -> Result<(Fault, f64), PlanError> {
+    let Some((name, rate)) = part.trim().split_once(':') else {
+        return err(format!("'{part}': expected FAULT:RATE"));
+    };
+    let Some(&fault) = Fault::ALL.iter().find(|f| f.name() == name.trim()) else {
+        return err(format!(
+            "'{name}': not a fault (eio, enospc, eintr, eagain, short)"
+        ));
+    };
+    match rate.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok((fault, r)),
+        _ => err(format!("'{rate}': a rate is a number in (0, 1]")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_form() {
+        let p =
+            Plan::parse("seed=7, read=eio:0.05+short:0.1,write=short:0.1,fsync=eio:0.02").unwrap();
+        assert_eq!(p.seed, 7);
+        assert_eq!(
+            p.rules,
+            vec![
+                Rule {
+                    op: Op::Read,
+                    fault: Fault::Eio,
+                    rate: 0.05
+                },
+                Rule {
+                    op: Op::Read,
+                    fault: Fault::Short,
+                    rate: 0.1
+                },
+                Rule {
+                    op: Op::Write,
+                    fault: Fault::Short,
+                    rate: 0.1
+                },
+                Rule {
+                    op: Op::Fsync,
+                    fault: Fault::Eio,
+                    rate: 0.02
+                },
+            ]
+        );
+        let meta = Plan::parse("meta=eio:0.5").unwrap();
+        assert_eq!(meta.seed, 1);
+        assert_eq!(meta.rules.len(), Op::META.len());
+        assert!(Plan::parse("").unwrap().rules.is_empty());
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        for bad in [
+            "read",
+            "seed=x",
+            "bogus=eio:0.1",
+            "read=crash:0.1",
+            "read=eio",
+            "read=eio:0",
+            "read=eio:1.5",
+            "read=eio:0.6,read=short:0.6",
+            "lookup=short:0.1",
+            "mkdir=eagain:0.1",
+            "close=eintr:0.1",
+            "read=eintr:1",
+        ] {
+            assert!(Plan::parse(bad).is_err(), "{bad} was accepted");
+        }
+        assert!(Plan::parse("drain=eio:1").is_ok());
+    }
+}
