@@ -2,10 +2,18 @@
 # scripts/test.sh: the project's test command (the README's, and what .ci/run runs).
 # Installs what the tests need (scripts/setup.sh, as root), then runs the whole test suite in release
 # mode: unit tests, reactor tests, and the integration tests that mount arsyncfs over temp dirs (they
-# need root, as CI has, and /dev/fuse). Extra arguments go to `cargo test`.
+# need root, as CI has, and /dev/fuse), then the soak's 60-second form (scripts/soak.sh: fio with
+# verify, model-checked data, metadata and xattr churn, remounts). Extra arguments go to `cargo test`
+# and skip the soak, as does SOAK=0; SOAK_SECONDS sets its length.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 bash scripts/setup.sh
+status=0
 # --no-fail-fast: every test binary runs, so one failure does not hide the others.
-cargo test --release --no-fail-fast "$@"
+cargo test --release --no-fail-fast "$@" || status=$?
+if [[ $# -eq 0 && ${SOAK:-1} != 0 ]]; then
+  # The binary cargo test just built.
+  SOAK_SECONDS=${SOAK_SECONDS:-60} bash scripts/soak.sh 1 target/release/arsyncfs || status=1
+fi
+exit "$status"
