@@ -160,6 +160,45 @@ def run(op, a):
         return ''
     if op == 'listdir':
         return ','.join(sorted(os.listdir(a[0])))
+    if op == 'churn':
+        # a[1] rounds of creating, changing and removing names f0..f7, g0..g7, d0..d7, l0..l7 in
+        # a[0], every failure counted and ignored: `ok DONE FAILED`.
+        d, rounds = a[0], int(a[1])
+        done = failed = 0
+        for i in range(rounds):
+            k = i % 8
+            f, g = '%s/f%d' % (d, k), '%s/g%d' % (d, k)
+            sub, link = '%s/d%d' % (d, k), '%s/l%d' % (d, k)
+            def write():
+                fd = os.open(f, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, b'churn')
+                finally:
+                    os.close(fd)
+            steps = [
+                lambda: os.close(os.open(f, os.O_CREAT | os.O_WRONLY, 0o644)),
+                lambda: os.chmod(f, 0o600 if i % 2 else 0o644),
+                lambda: os.chown(f, os.getuid(), os.getgid()),
+                lambda: os.truncate(f, i % 100),
+                write,
+                lambda: os.setxattr(f, 'user.churn', str(i).encode()),
+                lambda: os.removexattr(f, 'user.churn'),
+                lambda: os.utime(f, (i, i)),
+                lambda: os.rename(f, g),
+                lambda: os.link(g, f),
+                lambda: os.unlink(g),
+                lambda: os.mkdir(sub, 0o755),
+                lambda: os.rmdir(sub),
+                lambda: os.symlink('f%d' % k, link),
+                lambda: os.unlink(link),
+            ]
+            for step in steps:
+                try:
+                    step()
+                    done += 1
+                except OSError:
+                    failed += 1
+        return '%d %d' % (done, failed)
     # Extended attributes; values are text. The l* forms do not follow a final symlink.
     if op in ('getxattr', 'lgetxattr'):
         return os.getxattr(a[0], a[1], follow_symlinks=op == 'getxattr').decode()
