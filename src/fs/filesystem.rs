@@ -449,8 +449,8 @@ impl fuser::Filesystem for PassthroughFs {
         reply_xattr(reply, self.op_getxattr(ino.0, name, size));
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, self.op_listxattr(ino.0, size));
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, self.op_listxattr(ino.0, size, &Caller::of(req, 0)));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
