@@ -601,6 +601,11 @@ fn swap_race(args: &[&str]) {
                 swaps.fetch_add(1, Ordering::Relaxed);
             }
         });
+        // The churn starts once the swapper has swapped (so that they overlap however the two
+        // are scheduled).
+        while swaps.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
         let r = one(a, format!("churn|{}|300", w.vs("d")));
         stop.store(true, Ordering::Relaxed);
         r

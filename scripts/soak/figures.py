@@ -116,7 +116,10 @@ def summary(work):
     cycles = [c for c in cycles if c]
     workers = {os.path.basename(os.path.dirname(p)): load(p, {})
                for p in glob.glob(os.path.join(work, "state", "*", "counts.json"))}
-    fio_runs = [load(p) for p in sorted(glob.glob(os.path.join(work, "logs", "fio.*.json")))]
+    fio_paths = sorted(glob.glob(os.path.join(work, "logs", "fio.*.json")))
+    fio_runs = [load(p) for p in fio_paths]
+    # fio.check<N>.json after each remount, fio.final.json at the end: whole-file read verifies.
+    fio_full = sum(1 for p in fio_paths if re.search(r"fio\.(check\d+|final)\.json$", p))
     fio = {"ios": 0, "bytes_read": 0, "bytes_written": 0, "errors": 0, "runs": 0, "broken": 0}
     for r in fio_runs:
         if not r:
@@ -164,8 +167,9 @@ def summary(work):
         f"{workers.get('meta', {}).get('op_unlink', 0):,} unlinked; "
         f"{workers.get('meta', {}).get('op_rename_dir', 0):,} directory renames",
         f"  xattrs: {workers.get('xattr', {}).get('ops', 0):,} operations",
-        f"  full checks against the model: {total('full_checks'):,} (each worker's whole tree at every phase "
-        f"start and end); fio verify passes: {fio['runs']}",
+        f"  whole-file and whole-tree checks against the models: {total('full_checks'):,} (at every phase's start "
+        f"and end); fio runs: {fio['runs']} ({fio['runs'] - fio_full} phases verifying as they write and read, "
+        f"{fio_full} reading and verifying every block after a remount)",
         f"  daemon requests: {daemon_sum('reads'):,} reads, {daemon_sum('writes'):,} writes, "
         f"{human(daemon_sum('bytes_read'))} asked for, {human(daemon_sum('bytes_written'))} written; "
         f"reactor received {daemon_sum('received'):,}",
