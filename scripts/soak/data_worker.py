@@ -186,7 +186,7 @@ class DataWorker(Worker):
         its model starts again from it, read through fresh descriptors."""
         self.note(f"{df.name}: resync after a failed operation")
         df.close()
-        while True:
+        for _ in range(100):
             try:
                 df.open()
                 df.model = bytearray(pread_full(df.fd, 0, MAX_SIZE + 1))
@@ -194,6 +194,7 @@ class DataWorker(Worker):
             except OSError as e:
                 self.failed_op(f"{df.name}: resync", e)
                 df.close()
+        raise SystemExit(self.report(f"{df.name}: cannot read it back after 100 tries", status=2))
 
     def op_write(self, df):
         off = self.offset(df)
