@@ -186,6 +186,7 @@ fio_jobs() {
 directory=$d
 verify=crc32c
 verify_fatal=1
+verify_state_save=0
 continue_on_error=$FIO_ON_ERROR
 group_reporting=0
 randrepeat=0
@@ -248,7 +249,7 @@ fio_layout() {
   mkdir -p "$MNT/fio"
   local f
   {
-    printf '[global]\ndirectory=%s\nverify=crc32c\ndo_verify=0\nsize=32m\nrw=write\nioengine=psync\n' "$MNT/fio"
+    printf '[global]\ndirectory=%s\nverify=crc32c\nverify_state_save=0\ndo_verify=0\nsize=32m\nrw=write\nioengine=psync\n' "$MNT/fio"
     for f in wbuf:4k wdio:64k wuring:16k rbuf:4k rdio:128k; do
       printf '[lay-%s]\nfilename=%s.dat\nbs=%s\n' "${f%:*}" "${f%:*}" "${f#*:}"
     done
