@@ -12,20 +12,22 @@ PACKAGES=(
   pkg-config     # `pkg-config fuse3` for that build
   gcc            # C compiler for passthrough_ll and for crates that build C
   libc6-dev      # C headers and crt files for gcc
-  fio            # data-path tests (scripts/transparent-use.sh) and benchmarks (scripts/bench.sh)
+  fio            # data-path tests (scripts/transparent-use.sh), the soak (scripts/soak.sh) and benchmarks
   libaio-dev     # libaio for fio's libaio engine (pulls in the library under its release's name)
   rsync          # transparent-use: rsync -a into the mount
   git            # transparent-use: git init/add/commit/status on the mount
   tar            # transparent-use and bench: tar c / tar x
   diffutils      # diff -r
   findutils      # find
-  attr           # getfattr/setfattr (xattr checks)
-  acl            # getfacl/setfacl
+  attr           # getfattr/setfattr (xattr checks; tests/boundary.rs)
+  acl            # getfacl/setfacl (tests/posix_creds.rs, tests/boundary.rs)
   sqlite3        # sqlite3 CLI (debugging the SQLite step)
-  python3        # transparent-use SQLite step (sqlite3 module), bench result parsing/plots, tests/cli_stats.rs (json, re)
+  python3        # transparent-use SQLite step (sqlite3 module), the soak's workers, bench parsing/plots, tests/cli_stats.rs (json, re)
   procps         # ps, pgrep used to find daemons
   psmisc         # fuser(1) to find processes holding a mount
-  util-linux     # mount, umount, findmnt; setpriv and fincore (passthrough tests)
+  util-linux     # mount, umount, findmnt; setpriv (tests as other users) and fincore (passthrough tests)
+  passwd         # useradd: the test users of tests/posix_creds.rs and tests/boundary.rs
+  coreutils      # mkfifo, stat, ...; the soak's daemon log goes through a FIFO
   strace         # tests/daemon_strace.rs and tests/reactor_strace.rs: no pread/pwrite outside io_uring
   linux-perf     # profiling (issue 5 tuning)
   librsvg2-bin   # rsvg-convert: render docs/*.svg to PNG to look at them

@@ -7,6 +7,8 @@
 //! directory and through arsyncfs (see tests/common/fs_util.rs). Needs root (open_by_handle_at
 //! wants CAP_DAC_READ_SEARCH, drop_caches root).
 
+#[path = "common/file_handles.rs"]
+mod file_handles;
 #[path = "common/mount.rs"]
 mod mount;
 #[path = "common/rng.rs"]
@@ -15,14 +17,12 @@ mod rng;
 #[path = "common/fs_util.rs"]
 mod fs_util;
 
-use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
+use file_handles::{Handle, handle_of};
 use fs_util::*;
 use rustix::fs::{Mode, OFlags};
 
@@ -34,99 +34,14 @@ fs_tests!(
     directory_handle_reconnects_to_parents,
 );
 
-/// A file handle as name_to_handle_at(2) fills it: the kernel's `struct file_handle` with room
-/// for the largest handle.
-#[repr(C)]
-#[derive(Clone)]
-struct Handle {
-    handle_bytes: u32,
-    handle_type: i32,
-    f_handle: [u8; 128],
-}
-
-impl Handle {
-    fn bytes(&self) -> &[u8] {
-        &self.f_handle[..self.handle_bytes as usize]
-    }
-}
-
-impl PartialEq for Handle {
-    fn eq(&self, other: &Self) -> bool {
-        self.handle_type == other.handle_type && self.bytes() == other.bytes()
-    }
-}
-
-impl std::fmt::Debug for Handle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Handle(type {}, {:02x?})",
-            self.handle_type,
-            self.bytes()
-        )
-    }
-}
-
-/// name_to_handle_at(2) of `path`, not following a final symlink.
-fn handle_of(path: &Path) -> Handle {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut h = Handle {
-        handle_bytes: 128,
-        handle_type: 0,
-        f_handle: [0; 128],
-    };
-    let mut mount_id = 0;
-    // SAFETY: `h` is a `file_handle` whose `handle_bytes` says how much room follows it; `c` is
-    // NUL-terminated; every pointer outlives the call.
-    #[allow(unsafe_code)]
-    let r = unsafe {
-        libc::name_to_handle_at(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            (&mut h as *mut Handle).cast(),
-            &mut mount_id,
-            0,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "name_to_handle_at {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
-    h
-}
-
-/// open_by_handle_at(2) on the filesystem of the view.
 fn open_by_handle(env: &Env, h: &Handle, flags: i32) -> io::Result<OwnedFd> {
-    let mount_fd = File::open(&env.view).expect("open the view");
-    let mut h = h.clone();
-    // SAFETY: `h` is a valid `file_handle` the kernel only reads; the call returns a new
-    // descriptor or -1.
-    #[allow(unsafe_code)]
-    let fd = unsafe {
-        libc::open_by_handle_at(
-            mount_fd.as_raw_fd(),
-            (&mut h as *mut Handle).cast(),
-            flags | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    #[allow(unsafe_code)]
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    file_handles::open_by_handle(&env.view, h, flags)
 }
 
-/// Makes the kernel forget every unused dentry and inode, everywhere (dirty ones stay: sync the
-/// view's and the backing's filesystems first).
+/// Makes the kernel forget every unused dentry and inode (the view's and the backing's
+/// filesystems synced first).
 fn drop_caches(env: &Env) {
-    for dir in [&env.view, &env.backing] {
-        rustix::fs::syncfs(File::open(dir).unwrap()).unwrap();
-    }
-    fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches (needs root)");
+    file_handles::drop_caches(&[&env.view, &env.backing]);
 }
 
 /// The contents of the file `h` names, opened by handle.

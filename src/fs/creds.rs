@@ -53,6 +53,24 @@ pub(super) fn in_group(pid: u32, gid: u32, group: u32) -> bool {
             .is_ok_and(|status| supplementary_groups(&status).any(|g| g == group))
 }
 
+/// Whether the process `pid` (of user `uid`) has CAP_SYS_ADMIN in its effective set, read from
+/// procfs; a process that is gone (or whose pid the daemon cannot see) counts as privileged only
+/// when it is root. (The kernel asks for the capability in the initial user namespace; a process
+/// in a user namespace of its own with the capability there counts as privileged here.)
+pub(super) fn has_cap_sys_admin(pid: u32, uid: u32) -> bool {
+    const CAP_SYS_ADMIN: u32 = 21; // linux/capability.h
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => effective_caps(&status).is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0),
+        Err(_) => uid == 0,
+    }
+}
+
+/// The `CapEff:` line of a /proc/PID/status text.
+fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 /// The `Groups:` line of a /proc/PID/status text.
 fn supplementary_groups(status: &str) -> impl Iterator<Item = u32> + '_ {
     status
@@ -216,6 +234,22 @@ impl PassthroughFs {
 mod tests {
     use super::*;
     use rustix::fs::OFlags;
+
+    #[test]
+    fn effective_capabilities() {
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(effective_caps(status), Some(0x1ff_ffff_ffff));
+        assert_eq!(effective_caps("CapEff:\t0000000000000000\n"), Some(0));
+        assert_eq!(effective_caps("Name:\tx\n"), None);
+        // This process: as its CapEff says (bit 21).
+        let me = std::process::id();
+        let status = std::fs::read_to_string(format!("/proc/{me}/status")).unwrap();
+        let mine = effective_caps(&status).unwrap();
+        assert_eq!(has_cap_sys_admin(me, u32::MAX), mine & (1 << 21) != 0);
+        // A process that is gone: root only.
+        assert!(has_cap_sys_admin(u32::MAX, 0));
+        assert!(!has_cap_sys_admin(u32::MAX, 1000));
+    }
 
     #[test]
     fn groups_from_status() {

@@ -511,9 +511,13 @@ impl fuser::Filesystem for PassthroughFs {
         self.reply_xattr(t, reply, self.op_getxattr(ino.0, name, size));
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let t = self.begin(Op::Listxattr);
-        self.reply_xattr(t, reply, self.op_listxattr(ino.0, size));
+        self.reply_xattr(
+            t,
+            reply,
+            self.op_listxattr(ino.0, size, &Caller::of(req, 0)),
+        );
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {

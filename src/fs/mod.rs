@@ -464,3 +464,21 @@ fn raise_fd_limit() {
     lim.current = lim.maximum;
     let _ = setrlimit(Resource::Nofile, lim);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon looks names up only one component at a time, and never "." or ".." (the kernel's
+    /// file-handle code sends those as lookups of their own, answered by `export`): nothing a
+    /// request names can lead out of a directory. Names made of dots are names.
+    #[test]
+    fn names_are_single_components() {
+        for bad in ["", ".", "..", "/", "a/b", "../x", "x/..", "/etc"] {
+            assert_eq!(check_name(OsStr::new(bad)), Err(Errno::EINVAL), "{bad:?}");
+        }
+        for good in ["...", "..x", "x..", ". .", ".. ", ".hidden", "a\\b"] {
+            assert_eq!(check_name(OsStr::new(good)), Ok(()), "{good:?}");
+        }
+    }
+}

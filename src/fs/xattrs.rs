@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rustix::fs::{AtFlags, XattrFlags};
 
-use super::creds::{Caller, in_group};
+use super::creds::{Caller, has_cap_sys_admin, in_group};
 use super::injected::fault;
 use super::{OpResult, PassthroughFs, errno, key_of, proc_path};
 use crate::faults::Op;
@@ -86,9 +86,26 @@ impl PassthroughFs {
         Ok(XattrReply::Data(buf))
     }
 
-    pub(super) fn op_listxattr(&self, ino: u64, size: u32) -> OpResult<XattrReply> {
+    /// listxattr(2) for `caller`. The daemon lists as root; a local filesystem lists trusted.*
+    /// names only to a caller with CAP_SYS_ADMIN (the kernel hides their values from others, not
+    /// their names: that is the filesystem's list handler's part), so for anyone else they are
+    /// left out here.
+    pub(super) fn op_listxattr(
+        &self,
+        ino: u64,
+        size: u32,
+        caller: &Caller,
+    ) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
         fault(Op::Xattr)?;
+        if !has_cap_sys_admin(caller.pid, caller.uid) {
+            let list = without_trusted(&Self::whole_list(&t)?);
+            return match size {
+                0 => Ok(XattrReply::Size(list.len() as u32)),
+                n if (n as usize) < list.len() => Err(Errno::ERANGE),
+                _ => Ok(XattrReply::Data(list)),
+            };
+        }
         let p = t.path.as_path();
         if size == 0 {
             let n = if t.symlink {
@@ -107,6 +124,34 @@ impl PassthroughFs {
         .map_err(errno)?;
         buf.truncate(n);
         Ok(XattrReply::Data(buf))
+    }
+
+    /// The whole list of `t`'s attribute names, however long (it may grow between the size query
+    /// and the read: asked again then).
+    fn whole_list(t: &XattrTarget) -> OpResult<Vec<u8>> {
+        let p = t.path.as_path();
+        loop {
+            let n = if t.symlink {
+                rustix::fs::llistxattr_query(p)
+            } else {
+                rustix::fs::listxattr_query(p)
+            }
+            .map_err(errno)?;
+            let mut buf = vec![0u8; n];
+            let read = if t.symlink {
+                rustix::fs::llistxattr(p, &mut buf[..])
+            } else {
+                rustix::fs::listxattr(p, &mut buf[..])
+            };
+            match read {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf);
+                }
+                Err(rustix::io::Errno::RANGE) => continue,
+                Err(e) => return Err(errno(e)),
+            }
+        }
     }
 
     /// setxattr(2) for `caller`; the daemon sets it as root, so what the kernel does to the mode
@@ -170,5 +215,28 @@ impl PassthroughFs {
         if name == DEFAULT_ACL {
             self.inodes.default_acl_changed(ino);
         }
+    }
+}
+
+/// A listxattr(2) list (names, each ending in NUL) without the trusted.* names.
+fn without_trusted(list: &[u8]) -> Vec<u8> {
+    list.split_inclusive(|&b| b == 0)
+        .filter(|name| !name.starts_with(b"trusted."))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trusted_names_are_left_out() {
+        let list = b"user.a\0trusted.t\0security.s\0trusted.\0user.trusted.x\0";
+        assert_eq!(
+            super::without_trusted(list),
+            b"user.a\0security.s\0user.trusted.x\0"
+        );
+        assert_eq!(super::without_trusted(b""), b"");
+        assert_eq!(super::without_trusted(b"trusted.only\0"), b"");
     }
 }
