@@ -54,8 +54,18 @@ def find(counters, leaf):
 
 def cycle(log_path, out_path):
     text = open(log_path, errors="replace").read()
-    ended = [l for l in text.splitlines() if "FUSE session ended" in l]
-    counters = parse_counters(ended[-1].split("FUSE session ended", 1)[1]) if ended else {}
+    # A daemon that ended cleanly logs its reactors' counters once they drained (pool, requests
+    # sent and answered), then its summary at unmount, whose "data" rows count reads and writes.
+    lines = text.splitlines()
+    drained = [l for l in lines if "reactors drained" in l]
+    ended = bool(drained)
+    counters = parse_counters(drained[-1].split("reactors drained", 1)[1]) if drained else {}
+    data_rows, in_data = [], False
+    for l in lines:
+        in_data = l.startswith("data ") or (in_data and l.startswith(" "))
+        if in_data:
+            data_rows.append(l)
+    counters.update(parse_counters(" ".join(data_rows)))
     warnings = [l for l in text.splitlines() if re.search(r"\b(WARN|ERROR)\b", l)]
     res = {"log": log_path, "counters": counters, "warnings": warnings[:20],
            "warning_count": len(warnings), "losses": []}
