@@ -4,6 +4,7 @@
 //! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
 //! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
 //! - [`helper`]: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
+//! - [`systemd`]: `READY=1` and `STOPPING=1` for `Type=notify` units.
 //! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
 
 pub mod args;
@@ -16,6 +17,7 @@ pub mod options;
 pub mod run;
 pub mod settings;
 pub mod signals;
+pub mod systemd;
 pub mod validate;
 
 use std::ffi::OsString;

@@ -12,6 +12,7 @@ use super::error::{CliError, Failure};
 use super::mountinfo::{self, MountEntry};
 use super::settings::Settings;
 use super::signals;
+use super::systemd;
 use super::validate;
 use crate::fs::{FuseReplies, PassthroughFs};
 use crate::reactor::Reactor;
@@ -111,6 +112,16 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         passthrough = settings.fs.passthrough,
         "mounted"
     );
+    let mut ready = format!(
+        "READY=1\nSTATUS=Serving {} on {}",
+        paths.backing.display(),
+        paths.mountpoint.display()
+    );
+    if settings.daemon_child {
+        // Not systemd's main process: tell it who serves the mount (NotifyAccess=all needed).
+        ready.push_str(&format!("\nMAINPID={}", std::process::id()));
+    }
+    systemd::notify_or_warn(&ready);
     if settings.daemon_child
         && let Err(e) = daemon::notify_ready()
     {
@@ -139,6 +150,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         recv(done_rx) -> result => {
             // Unmounted from outside (or the session failed).
             tracing::info!("the mount went away; stopping");
+            systemd::notify_or_warn("STOPPING=1\nSTATUS=Unmounted from outside; stopping");
             remove_leftover(&paths.mountpoint, ours.as_ref());
             reactor.shutdown();
             match result {
@@ -152,6 +164,10 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         recv(signals) -> sig => {
             let name = sig.map(signals::name).unwrap_or("signal");
             tracing::info!("{name}: unmounting {}", paths.mountpoint.display());
+            systemd::notify_or_warn(&format!(
+                "STOPPING=1\nSTATUS={name}: unmounting {}",
+                paths.mountpoint.display()
+            ));
             // Requests the kernel sends in the background (the RELEASE after a close) may still be
             // in the reactor: unmounting aborts them, and their answers would find no request.
             if !answered(std::time::Duration::from_secs(1)) {
