@@ -39,7 +39,7 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
                                  when reads update access times, as on a local filesystem
                                  (default relatime)
   buffers=N, buffer_size=SIZE, reactors=N, ring_entries=N, spin_us=N, threads=N, max_background=N,
-  clone_fd, noclone_fd, cache=MODE, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
+  clone_fd, noclone_fd, auto_unmount, noauto_unmount, cache=MODE, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
   passthrough, nopassthrough, buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
   Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
@@ -136,6 +136,17 @@ pub struct Args {
     /// Let all session threads share one /dev/fuse descriptor.
     #[arg(long, overrides_with = "clone_fd")]
     pub no_clone_fd: bool,
+
+    /// If arsyncfs dies without unmounting (SIGKILL, the OOM killer, a crash), a small watcher
+    /// process it started detaches the dead mount, which would otherwise answer every program
+    /// with ENOTCONN until unmounted by hand. [default: on]
+    #[arg(long, overrides_with = "no_auto_unmount")]
+    pub auto_unmount: bool,
+
+    /// Start no watcher: a dead daemon leaves its mount behind (ENOTCONN) until `umount` or
+    /// `fusermount3 -u`.
+    #[arg(long, overrides_with = "auto_unmount")]
+    pub no_auto_unmount: bool,
 
     /// What the kernel may cache, by who else changes BACKING. `auto`: others do now and then;
     /// attributes and names are cached for 1 s, a file's pages while its mtime and size are

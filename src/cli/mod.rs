@@ -3,11 +3,13 @@
 //! - [`args`]: the clap command line; [`options`]: `-o` lists; [`settings`]: both resolved.
 //! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
 //! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
+//! - [`auto_unmount`]: the watcher that detaches the mount of a daemon that died.
 //! - [`helper`]: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
 //! - [`systemd`]: `READY=1` and `STOPPING=1` for `Type=notify` units.
 //! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
 
 pub mod args;
+pub mod auto_unmount;
 pub mod daemon;
 pub mod error;
 pub mod helper;
@@ -54,6 +56,9 @@ fn report(e: &CliError) -> i32 {
 /// thread is started), then exit with the code.
 pub fn main() -> i32 {
     let mut argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == auto_unmount::WATCHER_FLAG) {
+        return auto_unmount::run_watcher(&argv[2..]);
+    }
     if argv.first().is_some_and(|a| helper::is_helper(a)) {
         match helper::translate(&argv[1..]) {
             Ok(rest) => {

@@ -112,6 +112,8 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         "dirsync" => no_value(s, |s| s.flags.dirsync = true),
         "clone_fd" => no_value(s, |s| s.clone_fd = true),
         "noclone_fd" => no_value(s, |s| s.clone_fd = false),
+        "auto_unmount" => no_value(s, |s| s.auto_unmount = true),
+        "noauto_unmount" | "no_auto_unmount" => no_value(s, |s| s.auto_unmount = false),
         "writeback" | "writeback_cache" => no_value(s, |s| s.cache.writeback_cache = Some(true)),
         "nowriteback" | "no_writeback" | "nowriteback_cache" | "no_writeback_cache" => {
             no_value(s, |s| s.cache.writeback_cache = Some(false))
@@ -326,6 +328,14 @@ mod tests {
         assert_eq!(s.cache.attr_timeout, Some(Duration::from_millis(500)));
         assert_eq!(s.cache.entry_timeout, Some(Duration::ZERO));
         assert!(!s.clone_fd);
+        assert!(Settings::default().auto_unmount);
+        assert!(!applied("noauto_unmount").unwrap().auto_unmount);
+        assert!(
+            applied("no_auto_unmount,auto_unmount")
+                .unwrap()
+                .auto_unmount
+        );
+        assert!(applied("auto_unmount=1").is_err());
         assert_eq!(s.acl, SessionACL::All);
         assert_eq!(s.fsname.as_deref(), Some("a,b"));
         assert_eq!(s.subtype, "view");

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use crossbeam_channel::{Receiver, select};
 
+use super::auto_unmount;
 use super::daemon;
 use super::error::{CliError, Failure};
 use super::mountinfo::{self, MountEntry};
@@ -102,6 +103,11 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         tracing::warn!("cannot show the atime options on the mount's flags: {e}");
     }
     let ours = mountinfo::find(&paths.mountpoint).ok().flatten();
+    // Kept until the process exits, whichever way: its end wakes the watcher.
+    let _watcher = settings
+        .auto_unmount
+        .then(|| start_watcher(settings, &paths.mountpoint, ours.as_ref()))
+        .flatten();
     tracing::info!(
         backing = %paths.backing.display(),
         mountpoint = %paths.mountpoint.display(),
@@ -207,6 +213,36 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
     }
 }
 
+/// Starts the auto_unmount watcher of our mount; a failure leaves the mount without one.
+fn start_watcher(
+    settings: &Settings,
+    mountpoint: &Path,
+    ours: Option<&MountEntry>,
+) -> Option<auto_unmount::Watcher> {
+    let Some(ours) = ours else {
+        tracing::warn!("auto_unmount: cannot find our mount in mountinfo; no watcher");
+        return None;
+    };
+    // Its one message goes where ours go: the log file, or stderr unless that is about to be
+    // closed (the --daemon child).
+    let stderr = match &settings.log_file {
+        Some(path) => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        None if settings.daemon_child => Stdio::null(),
+        None => Stdio::inherit(),
+    };
+    match auto_unmount::start(mountpoint, ours.id, stderr) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("auto_unmount: cannot start the watcher: {e}");
+            None
+        }
+    }
+}
+
 /// Whether the topmost mount at `mountpoint` is still the one we made.
 fn is_ours(mountpoint: &Path, ours: Option<&MountEntry>) -> bool {
     match (mountinfo::find(mountpoint), ours) {
@@ -267,7 +303,7 @@ fn unmount_patiently(mountpoint: &Path) -> io::Result<()> {
     }
 }
 
-fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> bool {
+pub(super) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> bool {
     let mut cmd = Command::new("fusermount3");
     cmd.arg("-u").arg("-q");
     if lazy {
