@@ -5,7 +5,7 @@
 //! mounted, the daemon starts this same binary as the watcher (`--auto-unmount-watcher ID
 //! MOUNTPOINT`, not a user option) with a pipe as its stdin, and keeps the pipe's write end. The
 //! kernel closes that end when the daemon exits, however it exits; the watcher then reads
-//! end-of-file and, if the daemon's mount (by mount id) is still the topmost at the mountpoint and
+//! end-of-file, waits until it is re-parented (the daemon's files are all released by then) and, if the daemon's mount (by mount id) is still the topmost at the mountpoint and
 //! nobody serves it any more (statfs fails with ENOTCONN), detaches it like `umount -l` (as a user,
 //! through `fusermount3 -u -z`). After a clean unmount there is nothing left to do and it just
 //! exits. Stop signals are blocked in the watcher, so a SIGTERM to the whole process group or unit
@@ -20,6 +20,7 @@ use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::mountinfo;
 use super::signals;
@@ -71,6 +72,7 @@ pub fn run_watcher(args: &[OsString]) -> i32 {
     if let Err(e) = signals::block() {
         eprintln!("arsyncfs: auto_unmount watcher: cannot block signals: {e}");
     }
+    let daemon = rustix::process::getppid();
     let mut stdin = io::stdin().lock();
     let mut buf = [0u8; 64];
     loop {
@@ -80,6 +82,12 @@ pub fn run_watcher(args: &[OsString]) -> i32 {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
+    }
+    // The pipe may close before the daemon's /dev/fuse descriptors do; a process is re-parented
+    // only once all its files are released, and the connection is then aborted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rustix::process::getppid() == daemon && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
     if !is_dead_mount(&mountpoint, id) {
         return 0;
@@ -109,8 +117,9 @@ fn is_dead_mount(mountpoint: &Path, id: u64) -> bool {
         Ok(Some(entry)) if entry.id == id => {}
         _ => return false,
     }
+    // ECONNABORTED: the request was queued before the connection was aborted.
     matches!(
         rustix::fs::statfs(mountpoint),
-        Err(rustix::io::Errno::NOTCONN)
+        Err(rustix::io::Errno::NOTCONN | rustix::io::Errno::CONNABORTED)
     )
 }
