@@ -23,9 +23,12 @@ Runs in the foreground by default. SIGINT, SIGTERM or SIGHUP unmount cleanly: in
 answered, the mount goes away, and arsyncfs exits 0. If the mount is busy (open files, a shell's
 current directory), it is detached lazily, like `umount -l`, and those users get ENOTCONN afterwards.
 A second signal exits at once. Unmounting from outside (`umount MOUNTPOINT` or `fusermount3 -u
-MOUNTPOINT`) also ends arsyncfs with status 0.";
+MOUNTPOINT`) also ends arsyncfs with status 0. If arsyncfs is killed (SIGKILL, the OOM killer), a
+watcher process it started detaches the dead mount (see --no-auto-unmount).";
 
-const OPTIONS_HELP: &str = "\
+/// The `-o` options, as `--help` ends with them (and the man page's MOUNT OPTIONS section: entries
+/// are a term indented by two spaces and its description indented further, then paragraphs).
+pub const OPTIONS_HELP: &str = "\
 Mount options (-o, comma-separated, repeatable; a later value wins):
   ro, rw                         read-only or read-write view (default rw)
   allow_other                    let every user use the mount (default: only the mounting user)
@@ -39,12 +42,12 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
                                  when reads update access times, as on a local filesystem
                                  (default relatime)
   buffers=N, buffer_size=SIZE, reactors=N, ring_entries=N, spin_us=N, threads=N, max_background=N,
-  clone_fd, noclone_fd, auto_unmount, noauto_unmount, cache=MODE, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
-  passthrough, nopassthrough, buffered_writes=MODE, debug
+  clone_fd, noclone_fd, auto_unmount, noauto_unmount, cache=MODE, attr_timeout=SECS,
+  entry_timeout=SECS, writeback, nowriteback, passthrough, nopassthrough, buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
-  Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
-  owner, group, _netdev, nofail, lazytime, nolazytime, iversion, noiversion, silent, loud,
-  user=NAME, comment=..., x-...
+  defaults, auto, noauto, user, users, nouser, owner, group, _netdev, nofail, lazytime,
+  nolazytime, iversion, noiversion, silent, loud, user=NAME, comment=..., x-...
+                                 accepted and ignored, so that an fstab line works
 
 fstab: install the binary as mount(8)'s helper too, `ln -s /usr/local/bin/arsyncfs
 /sbin/mount.fuse.arsyncfs`; run under that name it takes mount(8)'s helper arguments (-s sloppy,

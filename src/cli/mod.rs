@@ -31,6 +31,14 @@ use args::Args;
 use error::{CliError, Failure};
 use settings::Settings;
 
+pub use args::OPTIONS_HELP;
+pub use error::EXIT_CODES_HELP;
+
+/// The command line's clap definition (the man page is generated from it: examples/gen-man.rs).
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
 /// clap's error, whatever its layout, as one line.
 fn clap_error_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
