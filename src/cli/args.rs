@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
-use super::options::{
+use super::values::{
     parse_buffered_writes, parse_cache_mode, parse_count, parse_count_as, parse_reactors,
     parse_seconds, parse_size,
 };

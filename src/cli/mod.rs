@@ -1,6 +1,7 @@
 //! The `arsyncfs` command: `arsyncfs [OPTIONS] BACKING MOUNTPOINT`.
 //!
-//! - [`args`]: the clap command line; [`options`]: `-o` lists; [`settings`]: both resolved.
+//! - [`args`]: the clap command line; [`options`]: `-o` lists; [`values`]: the values both take;
+//!   [`settings`]: both resolved.
 //! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
 //! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
 //! - [`auto_unmount`]: the watcher that detaches the mount of a daemon that died.
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod signals;
 pub mod systemd;
 pub mod validate;
+pub mod values;
 
 use std::ffi::OsString;
 
