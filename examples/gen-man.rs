@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use arsyncfs::cli::{EXIT_CODES_HELP, OPTIONS_HELP, command};
-use arsyncfs::fs::CacheMode;
+use arsyncfs::cli::{CacheMode, EXIT_CODES_HELP, OPTIONS_HELP, command};
 use roff::{Inline, Roff, bold, roman};
 
 #[allow(dead_code)] // tests/man_page.rs includes this file for `render` only

@@ -1,28 +1,28 @@
 //! The `arsyncfs` command: `arsyncfs [OPTIONS] BACKING MOUNTPOINT`.
 //!
-//! - [`args`]: the clap command line; [`options`]: `-o` lists; [`values`]: the values both take;
-//!   [`settings`]: both resolved.
-//! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
-//! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`.
-//! - [`auto_unmount`]: the watcher that detaches the mount of a daemon that died.
-//! - [`helper`]: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
-//! - [`systemd`]: `READY=1` and `STOPPING=1` for `Type=notify` units.
-//! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
+//! - `args`: the clap command line; `options`: `-o` lists; `values`: the values both take;
+//!   `settings`: both resolved.
+//! - `validate`: checks of the directories and /dev/fuse; `mountinfo`: /proc/self/mountinfo.
+//! - `run`: the mount's life; `signals`: stop signals on a channel; `daemon`: `--daemon`.
+//! - `auto_unmount`: the watcher that detaches the mount of a daemon that died.
+//! - `helper`: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
+//! - `systemd`: `READY=1` and `STOPPING=1` for `Type=notify` units.
+//! - `logging`: tracing to stderr or a file; `error`: one-line errors and exit codes.
 
-pub mod args;
-pub mod auto_unmount;
-pub mod daemon;
-pub mod error;
-pub mod helper;
-pub mod logging;
-pub mod mountinfo;
-pub mod options;
-pub mod run;
-pub mod settings;
-pub mod signals;
-pub mod systemd;
-pub mod validate;
-pub mod values;
+mod args;
+mod auto_unmount;
+mod daemon;
+mod error;
+mod helper;
+mod logging;
+mod mountinfo;
+mod options;
+mod run;
+mod settings;
+mod signals;
+mod systemd;
+mod validate;
+mod values;
 
 use std::ffi::OsString;
 
@@ -33,6 +33,8 @@ use args::Args;
 use error::{CliError, Failure};
 use settings::Settings;
 
+// What the man page (examples/gen-man.rs) is made of, besides `command()`.
+pub use crate::fs::CacheMode;
 pub use args::OPTIONS_HELP;
 pub use error::EXIT_CODES_HELP;
 

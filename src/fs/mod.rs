@@ -32,7 +32,6 @@ pub use atime::{AtimeMode, AtimeRules};
 pub use cache::{CacheMode, CachePolicy};
 pub use invalidate::KernelCache;
 pub use replies::FuseReplies;
-pub use stats::FsStatsSnapshot;
 
 use std::ffi::OsStr;
 use std::io;
