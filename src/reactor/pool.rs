@@ -236,11 +236,6 @@ impl BufferPool {
         self.inner.buffer_size
     }
 
-    /// The most buffers this pool will ever hold.
-    pub fn max_buffers(&self) -> usize {
-        self.inner.max_buffers
-    }
-
     /// A buffer if one is free or may still be allocated; `None` (counted as a wait) otherwise.
     pub fn try_take(&self) -> Option<PoolBuf> {
         self.inner.try_take()
@@ -252,7 +247,8 @@ impl BufferPool {
     }
 
     /// Returns a buffer. Its contents are cleared so that no later user can see them. (Dropping a
-    /// buffer returns it too.)
+    /// buffer returns it too, which is what the reactor does.)
+    #[cfg(test)]
     pub fn put(&self, buf: PoolBuf) {
         self.inner.put(buf)
     }
