@@ -103,7 +103,9 @@ impl PoolBuf {
         }
     }
 
-    /// Whether the data window is aligned (it always is: the vector never reallocates).
+    /// Whether the data window is aligned (it always is: the vector never reallocates; the unit
+    /// tests check it).
+    #[cfg(test)]
     pub fn is_aligned(&self) -> bool {
         (self.vec.as_ptr() as usize + self.pad).is_multiple_of(ALIGN)
     }
