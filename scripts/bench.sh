@@ -27,6 +27,10 @@
 #   OUT_MD [docs/benchmarks.md] OUT_SVG [docs/benchmarks.svg] OUT_SCALING [docs/scaling.svg]
 #   BENCH_TMP [/tmp]   where the temp backing directory and mount points go (needs disk space:
 #                      about (8 + 4 x number of targets) x FILE_SIZE)
+#   PLAN [0]           1: only print how many runs the settings make and about how long they take
+#
+# Progress: before each run a line says which run of how many it is and the time left, estimated
+# from the runs of the same kind finished so far (warm fio, cold fio, metadata).
 #
 # Quick smoke run (a couple of minutes):
 #   REPS=1 RUNTIME=2 FILE_SIZE=64M META_FILES=2000 JOBS='seqread-1m$|randread-4k-qd32-io_uring' bash scripts/bench.sh
@@ -37,18 +41,13 @@ REPO=$(cd "$(dirname "$SCRIPT")/.." && pwd)
 cd "$REPO"
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-  sed -n '2,32p' "$SCRIPT" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SCRIPT"
   exit 0
 fi
 if [[ $# -gt 0 ]]; then
   echo "bench.sh: takes no arguments (configure with environment variables, see --help)" >&2
   exit 2
 fi
-if [[ $(id -u) -ne 0 ]]; then
-  echo "bench.sh: must run as root (mounts, drops caches)" >&2
-  exit 1
-fi
-
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-10}
 TARGETS=${TARGETS:-"native passthrough_ll arsyncfs"}
@@ -61,6 +60,19 @@ for t in $TARGETS; do
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: REPS must be a positive integer" >&2; exit 2; }
 [[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: RUNTIME must be a positive integer (seconds)" >&2; exit 2; }
+# The options of the run matrix, shared by the plan and the run.
+MATRIX=(--reps "$REPS" --runtime "$RUNTIME" ${RAMP:+--ramp-time "$RAMP"} --file-size "$FILE_SIZE"
+  --jobs "${JOBS:-.}" --modes "${MODES:-buffered direct}" --caches "${CACHES:-warm cold}"
+  --scaling "${SCALING:-1}" --meta "${META:-1}" --meta-files "${META_FILES:-20000}")
+if [[ ${PLAN:-0} == 1 ]]; then
+  plan_targets=()
+  for t in $TARGETS; do plan_targets+=(--target "$t=/nonexistent"); done
+  exec python3 scripts/bench/run.py --plan --backing /nonexistent "${plan_targets[@]}" --out /dev/null "${MATRIX[@]}"
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench.sh: must run as root (mounts, drops caches)" >&2
+  exit 1
+fi
 
 # The exact command, for the report.
 COMMAND="bash scripts/bench.sh"
@@ -168,10 +180,7 @@ elif [[ -n $AR_BIN ]]; then
 fi
 
 python3 scripts/bench/run.py --backing "$BACKING" "${TARGET_ARGS[@]}" --out "$RESULTS" \
-  --reps "$REPS" --runtime "$RUNTIME" ${RAMP:+--ramp-time "$RAMP"} --file-size "$FILE_SIZE" \
-  --jobs "${JOBS:-.}" --modes "${MODES:-buffered direct}" --caches "${CACHES:-warm cold}" \
-  --scaling "${SCALING:-1}" --meta "${META:-1}" --meta-files "${META_FILES:-20000}" \
-  --command "$COMMAND" "${INFO[@]}" &
+  "${MATRIX[@]}" --command "$COMMAND" "${INFO[@]}" &
 RUNNER_PID=$!
 wait "$RUNNER_PID"
 RUNNER_PID=""

@@ -31,6 +31,7 @@ PACKAGES=(
   strace         # tests/daemon_strace.rs and tests/reactor_strace.rs: no pread/pwrite outside io_uring
   linux-perf     # profiling (issue 5 tuning)
   librsvg2-bin   # rsvg-convert: render docs/*.svg to PNG to look at them
+  groff-base     # groff: tests/man_page.rs formats docs/arsyncfs.1 and fails on a warning
 )
 
 if [[ $(id -u) -ne 0 ]]; then

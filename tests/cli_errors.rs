@@ -327,8 +327,9 @@ fn mountpoint_already_mounted() {
 
 #[test]
 fn mountpoint_stale_fuse_mount() {
-    let mut m = Mounted::new();
-    // A killed filesystem process leaves a dead mount behind (the guard removes it).
+    let mut m = Mounted::with_args(&["--no-auto-unmount"]);
+    // A killed filesystem process without its auto_unmount watcher leaves a dead mount behind
+    // (the guard removes it).
     m.signal(Signal::KILL);
     m.wait_exit();
     assert!(is_mounted(m.mountpoint()));

@@ -371,7 +371,8 @@ fn a_mount_of_another_filesystem() {
 /// `Mounted` detaches the stale mount on drop; the left-over socket is removed here.
 #[test]
 fn a_stale_mount_of_a_killed_daemon() {
-    let mut m = Mounted::new();
+    // Without the auto_unmount watcher, which would detach the dead mount.
+    let mut m = Mounted::with_args(&["--no-auto-unmount"]);
     let socket = socket_of(m.mountpoint());
     struct RemoveSocket(PathBuf);
     impl Drop for RemoveSocket {

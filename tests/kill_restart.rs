@@ -67,7 +67,13 @@ fn scenario(args: &[&str], loads: &[Load], end: End) {
     if loads.contains(&Load::CpTree) {
         make_tree(source.path());
     }
-    let args: Vec<&str> = std::iter::once("-v").chain(args.iter().copied()).collect();
+    // After a crash the mount is left stale for this test to see and remove (the auto_unmount
+    // watcher, which would detach it at some moment of its own, has tests/cli_auto_unmount.rs).
+    let no_watcher = (end == End::Crash).then_some("--no-auto-unmount");
+    let args: Vec<&str> = std::iter::once("-v")
+        .chain(no_watcher)
+        .chain(args.iter().copied())
+        .collect();
     let args = &args[..];
     let mut m = Mounted::with_args(args);
     let mnt = m.mountpoint().to_path_buf();

@@ -64,6 +64,70 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+class Progress:
+    """Which run of how many this is, and the time left.
+
+    Each run is expected to take as long as the finished runs of its kind took on average (the
+    kinds: fio after warming the files, fio after dropping the caches, the metadata job); before one
+    has finished, a fio run is guessed at ramp + runtime + 2 s and the metadata job at META_GUESS_S.
+    """
+
+    META_GUESS_S = 60.0
+
+    def __init__(self, plan, runtime, ramp_time):
+        self.kinds = [self.kind(v) for v in plan]
+        self.fio_guess = ramp_time + runtime + 2.0
+        self.spent = {}  # kind -> [seconds of each finished run]
+        self.skipped = set()  # indexes of runs that will not run (their target broke)
+        self.next = 0
+
+    @staticmethod
+    def kind(v):
+        return "meta" if v["kind"] == "meta" else "fio-" + v["cache"]
+
+    def expected(self, kind):
+        done = self.spent.get(kind)
+        if done:
+            return sum(done) / len(done)
+        return self.META_GUESS_S if kind == "meta" else self.fio_guess
+
+    def seconds_left(self):
+        """Expected seconds of the runs from `next` on, skipped ones left out."""
+        return sum(self.expected(k) for i, k in enumerate(self.kinds[self.next:], self.next)
+                   if i not in self.skipped)
+
+    def finished(self, seconds):
+        self.spent.setdefault(self.kinds[self.next], []).append(seconds)
+        self.next += 1
+
+    def skip(self):
+        self.skipped.add(self.next)
+        self.next += 1
+
+    def label(self):
+        """`run 17/138, 41 min left` for the run about to start (numbered from 1)."""
+        return f"run {self.next + 1}/{len(self.kinds)}, {format_duration(self.seconds_left())} left"
+
+
+def format_duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {round(seconds % 3600 / 60):02d} min"
+
+
+def plan_runs(variants, targets, reps):
+    """Every run in order: (rep, variant, target); the target order rotates by repetition."""
+    runs = []
+    for rep in range(reps):
+        for v in variants:
+            order = targets[rep % len(targets):] + targets[:rep % len(targets)]
+            runs.extend((rep, v, t) for t in order)
+    return runs
+
+
 def parse_size(s):
     m = re.fullmatch(r"(\d+)([kKmMgG]?)", s)
     if not m:
@@ -312,13 +376,15 @@ def main():
     ap.add_argument("--meta-trees", default="/usr/include/linux /usr/include/x86_64-linux-gnu /usr/include/c++ /usr/share/doc/git")
     ap.add_argument("--command", default="", help="the command line to record")
     ap.add_argument("--info", action="append", default=[], help="KEY=VALUE recorded with the results")
+    ap.add_argument("--plan", action="store_true",
+                    help="print how many runs there would be and how long they would take, and exit")
     args = ap.parse_args()
     # SIGTERM (bench.sh's cleanup) unwinds like Ctrl-C: the running fio is killed, results saved.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.ramp_time is None:
         args.ramp_time = 2 if args.runtime >= 5 else 0
     file_size = parse_size(args.file_size)
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not args.plan:
         raise SystemExit("run.py: must run as root (drops caches)")
 
     targets = [Target(s, args.backing) for s in args.target]
@@ -345,6 +411,16 @@ def main():
             variants.append(dict(kind="scaling", key=f"{SCALING_JOB['id']}/j{nj}", job=SCALING_JOB, mode="direct", cache="warm", numjobs=nj))
     if args.meta:
         variants.append(dict(kind="meta", key="metadata"))
+
+    plan = plan_runs(variants, targets, args.reps)
+    progress = Progress([v for _, v, _ in plan], args.runtime, args.ramp_time)
+    summary = (f"{len(plan)} runs ({args.reps} reps x {len(variants)} job variants x {len(targets)} targets), "
+               f"about {format_duration(progress.seconds_left())} (fio runs of {args.ramp_time} + {args.runtime} s; "
+               f"the estimate follows the runs as they finish)")
+    if args.plan:
+        print(summary)
+        return
+    log(summary)
 
     n_read = max([v["numjobs"] for v in variants if v["kind"] != "meta" and v["job"]["files"] == "read"] + [0])
     n_write = max([v["numjobs"] for v in variants if v["kind"] != "meta" and v["job"]["files"] == "write"] + [0])
@@ -379,48 +455,48 @@ def main():
             json.dump(results, f, indent=1)
         os.replace(tmp, args.out)
 
-    total = args.reps * len(variants) * len(targets)
-    done = 0
     t_start = time.monotonic()
     try:
-        for rep in range(args.reps):
-            for v in variants:
-                order = targets[rep % len(targets):] + targets[:rep % len(targets)]
-                for t in order:
-                    done += 1
-                    if t.broken:
-                        continue
-                    if not t.alive():
-                        t.broken = "daemon exited"
-                        log(f"{t.name}: daemon exited; skipping it from now on")
-                        continue
-                    rec = dict(target=t.name, key=v["key"], kind=v["kind"], rep=rep)
-                    if v["kind"] == "meta":
-                        try:
-                            rates, cpu = meta_run(t, rep, args, tarball, n_tree)
-                            rec["meta"] = rates
-                            rec["daemon_cpu_s"] = cpu
-                        except (OSError, subprocess.CalledProcessError) as e:
-                            rec["error"] = f"{type(e).__name__}: {e}"
-                    else:
-                        subprocess.run(["sync"], check=True)
-                        if v["cache"] == "cold":
-                            drop_caches()
-                        else:
-                            try:
-                                warm_up(t, v["job"], v["numjobs"])
-                            except OSError as e:
-                                rec["warm_up_error"] = str(e)
-                        rec.update(fio_run(t, v["job"], v["numjobs"], 1 if v["mode"] == "direct" else 0, args, workdir))
-                    results["runs"].append(rec)
-                    elapsed = time.monotonic() - t_start
-                    eta = elapsed / done * (total - done)
-                    shown = rec.get("error") or (f"{rec['value']:.0f}" if "value" in rec else
-                                                  " ".join(f"{k}={x:.0f}/s" for k, x in rec.get("meta", {}).items()))
-                    log(f"[{done}/{total} eta {eta / 60:.0f} min] rep {rep + 1} {v['key']} {t.name}: {shown}")
-                    if "error" in rec and rec["error"].startswith("fio exit timeout"):
-                        t.broken = "fio timed out"
-                save()
+        for rep, v, t in plan:
+            if not t.broken and not t.alive():
+                t.broken = "daemon exited"
+                log(f"{t.name}: daemon exited; skipping it from now on")
+            if t.broken:
+                for i, (_, _, later) in enumerate(plan[progress.next:], progress.next):
+                    if later is t:
+                        progress.skipped.add(i)
+                progress.skip()
+                continue
+            log(f"[{progress.label()}] rep {rep + 1}/{args.reps} {v['key']} on {t.name} ...")
+            t_run = time.monotonic()
+            rec = dict(target=t.name, key=v["key"], kind=v["kind"], rep=rep)
+            if v["kind"] == "meta":
+                try:
+                    rates, cpu = meta_run(t, rep, args, tarball, n_tree)
+                    rec["meta"] = rates
+                    rec["daemon_cpu_s"] = cpu
+                except (OSError, subprocess.CalledProcessError) as e:
+                    rec["error"] = f"{type(e).__name__}: {e}"
+            else:
+                subprocess.run(["sync"], check=True)
+                if v["cache"] == "cold":
+                    drop_caches()
+                else:
+                    try:
+                        warm_up(t, v["job"], v["numjobs"])
+                    except OSError as e:
+                        rec["warm_up_error"] = str(e)
+                rec.update(fio_run(t, v["job"], v["numjobs"], 1 if v["mode"] == "direct" else 0, args, workdir))
+            results["runs"].append(rec)
+            done = progress.next + 1
+            progress.finished(time.monotonic() - t_run)
+            shown = rec.get("error") or (f"{rec['value']:.0f}" if "value" in rec else
+                                          " ".join(f"{k}={x:.0f}/s" for k, x in rec.get("meta", {}).items()))
+            log(f"[{done}/{len(plan)} done, {format_duration(progress.seconds_left())} left] "
+                f"{v['key']} on {t.name}: {shown}")
+            if "error" in rec and rec["error"].startswith("fio exit timeout"):
+                t.broken = "fio timed out"
+            save()
     finally:
         for t in targets:
             if t.pid and t.alive():

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use super::error::EXIT_CODES_HELP;
-use super::options::{
+use super::values::{
     parse_buffered_writes, parse_cache_mode, parse_count, parse_count_as, parse_reactors,
     parse_seconds, parse_size,
 };
@@ -23,12 +23,15 @@ Runs in the foreground by default. SIGINT, SIGTERM or SIGHUP unmount cleanly: in
 answered, the mount goes away, and arsyncfs exits 0. If the mount is busy (open files, a shell's
 current directory), it is detached lazily, like `umount -l`, and those users get ENOTCONN afterwards.
 A second signal exits at once. Unmounting from outside (`umount MOUNTPOINT` or `fusermount3 -u
-MOUNTPOINT`) also ends arsyncfs with status 0.
+MOUNTPOINT`) also ends arsyncfs with status 0. If arsyncfs is killed (SIGKILL, the OOM killer), a
+watcher process it started detaches the dead mount (see --no-auto-unmount).
 
 `arsyncfs stats MOUNTPOINT` shows what a running mount is doing: requests, errors and latency per
 operation, bytes moved, the reactors' counters (see `arsyncfs stats --help`).";
 
-const OPTIONS_HELP: &str = "\
+/// The `-o` options, as `--help` ends with them (and the man page's MOUNT OPTIONS section: entries
+/// are a term indented by two spaces and its description indented further, then paragraphs).
+pub const OPTIONS_HELP: &str = "\
 Mount options (-o, comma-separated, repeatable; a later value wins):
   ro, rw                         read-only or read-write view (default rw)
   allow_other                    let every user use the mount (default: only the mounting user)
@@ -42,12 +45,12 @@ Mount options (-o, comma-separated, repeatable; a later value wins):
                                  when reads update access times, as on a local filesystem
                                  (default relatime)
   buffers=N, buffer_size=SIZE, reactors=N, ring_entries=N, spin_us=N, threads=N, max_background=N,
-  clone_fd, noclone_fd, cache=MODE, attr_timeout=SECS, entry_timeout=SECS, writeback, nowriteback,
-  passthrough, nopassthrough, buffered_writes=MODE, debug
+  clone_fd, noclone_fd, auto_unmount, noauto_unmount, cache=MODE, attr_timeout=SECS,
+  entry_timeout=SECS, writeback, nowriteback, passthrough, nopassthrough, buffered_writes=MODE, debug
                                  same as the flags of the same name above (debug = -vv)
-  Accepted and ignored, so that an fstab line works: defaults, auto, noauto, user, users, nouser,
-  owner, group, _netdev, nofail, lazytime, nolazytime, iversion, noiversion, silent, loud,
-  user=NAME, comment=..., x-...
+  defaults, auto, noauto, user, users, nouser, owner, group, _netdev, nofail, lazytime,
+  nolazytime, iversion, noiversion, silent, loud, user=NAME, comment=..., x-...
+                                 accepted and ignored, so that an fstab line works
 
 fstab: install the binary as mount(8)'s helper too, `ln -s /usr/local/bin/arsyncfs
 /sbin/mount.fuse.arsyncfs`; run under that name it takes mount(8)'s helper arguments (-s sloppy,
@@ -139,6 +142,17 @@ pub struct Args {
     /// Let all session threads share one /dev/fuse descriptor.
     #[arg(long, overrides_with = "clone_fd")]
     pub no_clone_fd: bool,
+
+    /// If arsyncfs dies without unmounting (SIGKILL, the OOM killer, a crash), a small watcher
+    /// process it started detaches the dead mount, which would otherwise answer every program
+    /// with ENOTCONN until unmounted by hand. [default: on]
+    #[arg(long, overrides_with = "no_auto_unmount")]
+    pub auto_unmount: bool,
+
+    /// Start no watcher: a dead daemon leaves its mount behind (ENOTCONN) until `umount` or
+    /// `fusermount3 -u`.
+    #[arg(long, overrides_with = "auto_unmount")]
+    pub no_auto_unmount: bool,
 
     /// What the kernel may cache, by who else changes BACKING. `auto`: others do now and then;
     /// attributes and names are cached for 1 s, a file's pages while its mtime and size are

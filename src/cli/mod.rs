@@ -1,26 +1,32 @@
 //! The `arsyncfs` command: `arsyncfs [OPTIONS] BACKING MOUNTPOINT`, and `arsyncfs stats
 //! MOUNTPOINT` ([`stats`]).
 //!
-//! - [`args`]: the clap command line; [`options`]: `-o` lists; [`settings`]: both resolved.
-//! - [`validate`]: checks of the directories and /dev/fuse; [`mountinfo`]: /proc/self/mountinfo.
-//! - [`run`]: the mount's life; [`signals`]: stop signals on a channel; [`daemon`]: `--daemon`;
-//!   [`publish`]: the stats socket and the summary at unmount.
-//! - [`helper`]: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
-//! - [`logging`]: tracing to stderr or a file; [`error`]: one-line errors and exit codes.
+//! - `args`: the clap command line; `options`: `-o` lists; `values`: the values both take;
+//!   `settings`: both resolved.
+//! - `validate`: checks of the directories and /dev/fuse; `mountinfo`: /proc/self/mountinfo.
+//! - `run`: the mount's life; `signals`: stop signals on a channel; `daemon`: `--daemon`;
+//!   `publish`: the stats socket and the summary at unmount; `stats`: the `arsyncfs stats` command.
+//! - `auto_unmount`: the watcher that detaches the mount of a daemon that died.
+//! - `helper`: running as `/sbin/mount.fuse.arsyncfs` for mount(8) and fstab.
+//! - `systemd`: `READY=1` and `STOPPING=1` for `Type=notify` units.
+//! - `logging`: tracing to stderr or a file; `error`: one-line errors and exit codes.
 
-pub mod args;
-pub mod daemon;
-pub mod error;
-pub mod helper;
-pub mod logging;
-pub mod mountinfo;
-pub mod options;
-pub mod publish;
-pub mod run;
-pub mod settings;
-pub mod signals;
-pub mod stats;
-pub mod validate;
+mod args;
+mod auto_unmount;
+mod daemon;
+mod error;
+mod helper;
+mod logging;
+mod mountinfo;
+mod options;
+mod publish;
+mod run;
+mod settings;
+mod signals;
+mod stats;
+mod systemd;
+mod validate;
+mod values;
 
 use std::ffi::OsString;
 
@@ -30,6 +36,21 @@ use clap::error::ErrorKind;
 use args::Args;
 use error::{CliError, Failure};
 use settings::Settings;
+
+// What the man page (examples/gen-man.rs) is made of, besides `command()`.
+pub use crate::fs::CacheMode;
+pub use args::OPTIONS_HELP;
+pub use error::EXIT_CODES_HELP;
+
+/// The command line's clap definition (the man page is generated from it: examples/gen-man.rs).
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
+/// The clap definition of `arsyncfs stats` (its section of the man page).
+pub fn stats_command() -> clap::Command {
+    <stats::StatsArgs as clap::CommandFactory>::command()
+}
 
 /// clap's error, whatever its layout, as one line that points to the help of `command` (`""`
 /// for the mount command, `"stats"` for the subcommand).
@@ -62,6 +83,9 @@ fn report(e: &CliError) -> i32 {
 /// thread is started), then exit with the code.
 pub fn main() -> i32 {
     let mut argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == auto_unmount::WATCHER_FLAG) {
+        return auto_unmount::run_watcher(&argv[2..]);
+    }
     if argv.first().is_some_and(|a| helper::is_helper(a)) {
         match helper::translate(&argv[1..]) {
             Ok(rest) => {

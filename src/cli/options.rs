@@ -1,4 +1,4 @@
-//! `-o` lists in the mount(8) / mount.fuse3 style, and the value parsers shared with the flags.
+//! `-o` lists in the mount(8) / mount.fuse3 style.
 
 use std::time::Duration;
 
@@ -6,7 +6,11 @@ use fuser::SessionACL;
 
 use super::error::CliError;
 use super::settings::Settings;
-use crate::fs::{AtimeMode, BufferedWrites, CacheMode};
+use super::values::{
+    parse_buffered_writes, parse_cache_mode, parse_count, parse_count_as, parse_reactors,
+    parse_seconds, parse_size,
+};
+use crate::fs::AtimeMode;
 
 /// Options mount(8), mount.fuse3 or an fstab line may pass that mean nothing to arsyncfs.
 const IGNORED: &[&str] = &[
@@ -112,6 +116,8 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
         "dirsync" => no_value(s, |s| s.flags.dirsync = true),
         "clone_fd" => no_value(s, |s| s.clone_fd = true),
         "noclone_fd" => no_value(s, |s| s.clone_fd = false),
+        "auto_unmount" => no_value(s, |s| s.auto_unmount = true),
+        "noauto_unmount" | "no_auto_unmount" => no_value(s, |s| s.auto_unmount = false),
         "writeback" | "writeback_cache" => no_value(s, |s| s.cache.writeback_cache = Some(true)),
         "nowriteback" | "no_writeback" | "nowriteback_cache" | "no_writeback_cache" => {
             no_value(s, |s| s.cache.writeback_cache = Some(false))
@@ -187,83 +193,10 @@ fn apply_one(s: &mut Settings, opt: &str) -> Result<(), CliError> {
     }
 }
 
-/// A number of reactors: a whole number, 0 meaning one per CPU.
-pub fn parse_reactors(v: &str) -> Result<usize, String> {
-    match v.trim().parse::<usize>() {
-        Ok(n) if n <= 1024 => Ok(n),
-        Ok(n) => Err(format!(
-            "{n} reactors is too many (at most 1024; 0 = one per CPU)"
-        )),
-        Err(_) => Err(format!("'{v}' is not a whole number")),
-    }
-}
-
-/// `inline` or `reactor` (see `--buffered-writes`).
-pub fn parse_buffered_writes(v: &str) -> Result<BufferedWrites, String> {
-    match v.trim() {
-        "inline" => Ok(BufferedWrites::Inline),
-        "reactor" => Ok(BufferedWrites::Reactor),
-        _ => Err(format!("'{v}' is not inline or reactor")),
-    }
-}
-
-/// `auto`, `always` or `never` (see `--cache`).
-pub fn parse_cache_mode(v: &str) -> Result<CacheMode, String> {
-    CacheMode::from_name(v.trim()).ok_or_else(|| format!("'{v}' is not auto, always or never"))
-}
-
-/// A positive count, like `128`.
-pub fn parse_count(v: &str) -> Result<usize, String> {
-    match v.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{v}' is not a positive whole number")),
-    }
-}
-
-/// A positive count that fits `T`: a `u32` ring size, a `u16` kernel limit.
-pub fn parse_count_as<T: TryFrom<usize>>(v: &str) -> Result<T, String> {
-    let n = parse_count(v)?;
-    T::try_from(n).map_err(|_| format!("'{v}' is too large"))
-}
-
-/// A size in bytes: `4096`, `256K`, `1M`, `1MiB`, `2m`.
-pub fn parse_size(v: &str) -> Result<usize, String> {
-    let t = v.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(digits_end);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("'{v}' is not a size (e.g. 4096, 256K, 1M)"))?;
-    let mult: usize = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("'{v}' is not a size (e.g. 4096, 256K, 1M)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{v}' is too large"))
-}
-
-/// Seconds, possibly fractional: `1`, `0.5`, `0`.
-pub fn parse_seconds(v: &str) -> Result<Duration, String> {
-    let secs: f64 = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{v}' is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("'{v}' is not a number of seconds"));
-    }
-    if secs > 365.0 * 86400.0 {
-        return Err(format!("'{v}' seconds is more than a year"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::{BufferedWrites, CacheMode};
 
     fn applied(list: &str) -> Result<Settings, CliError> {
         let mut s = Settings::default();
@@ -326,6 +259,14 @@ mod tests {
         assert_eq!(s.cache.attr_timeout, Some(Duration::from_millis(500)));
         assert_eq!(s.cache.entry_timeout, Some(Duration::ZERO));
         assert!(!s.clone_fd);
+        assert!(Settings::default().auto_unmount);
+        assert!(!applied("noauto_unmount").unwrap().auto_unmount);
+        assert!(
+            applied("no_auto_unmount,auto_unmount")
+                .unwrap()
+                .auto_unmount
+        );
+        assert!(applied("auto_unmount=1").is_err());
         assert_eq!(s.acl, SessionACL::All);
         assert_eq!(s.fsname.as_deref(), Some("a,b"));
         assert_eq!(s.subtype, "view");
@@ -407,27 +348,5 @@ mod tests {
         assert!(e.message.contains("takes no value"), "{}", e.message);
         assert!(applied("fsname=").is_err());
         assert!(applied("threads").is_err());
-    }
-
-    #[test]
-    fn sizes_and_seconds() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_size("256KiB"), Ok(256 << 10));
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_seconds("-1").is_err());
-        assert!(parse_seconds("nan").is_err());
-        assert!(parse_seconds("inf").is_err());
-        assert_eq!(parse_count("3"), Ok(3));
-        assert!(parse_count("0").is_err());
-        assert!(parse_count("-2").is_err());
-        assert_eq!(parse_count_as::<u32>("512"), Ok(512));
-        assert!(parse_count_as::<u32>("4294967296").is_err());
-        assert_eq!(parse_count_as::<u16>("65535"), Ok(65535));
-        assert!(parse_count_as::<u16>("65536").is_err());
-        assert!(parse_count_as::<u16>("0").is_err());
     }
 }

@@ -7,12 +7,14 @@ use std::process::{Command, Stdio};
 
 use crossbeam_channel::{Receiver, select};
 
+use super::auto_unmount;
 use super::daemon;
 use super::error::{CliError, Failure};
 use super::mountinfo::{self, MountEntry};
 use super::publish::Publication;
 use super::settings::Settings;
 use super::signals;
+use super::systemd;
 use super::validate;
 use crate::fs::{FuseReplies, PassthroughFs};
 use crate::reactor::Reactor;
@@ -116,6 +118,11 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         observer,
         reactor.handle(),
     );
+    // Kept until the process exits, whichever way: its end wakes the watcher.
+    let _watcher = settings
+        .auto_unmount
+        .then(|| start_watcher(settings, &paths.mountpoint, ours.as_ref()))
+        .flatten();
     tracing::info!(
         backing = %paths.backing.display(),
         mountpoint = %paths.mountpoint.display(),
@@ -126,6 +133,16 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         passthrough = settings.fs.passthrough,
         "mounted"
     );
+    let mut ready = format!(
+        "READY=1\nSTATUS=Serving {} on {}",
+        paths.backing.display(),
+        paths.mountpoint.display()
+    );
+    if settings.daemon_child {
+        // Not systemd's main process: tell it who serves the mount (NotifyAccess=all needed).
+        ready.push_str(&format!("\nMAINPID={}", std::process::id()));
+    }
+    systemd::notify_or_warn(&ready);
     if settings.daemon_child
         && let Err(e) = daemon::notify_ready()
     {
@@ -154,6 +171,7 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         recv(done_rx) -> result => {
             // Unmounted from outside (or the session failed).
             tracing::info!("the mount went away; stopping");
+            systemd::notify_or_warn("STOPPING=1\nSTATUS=Unmounted from outside; stopping");
             remove_leftover(&paths.mountpoint, ours.as_ref());
             stop_reactors(reactor);
             publication.finish();
@@ -168,6 +186,10 @@ pub fn run(settings: &Settings, signals: &Receiver<i32>) -> Result<(), CliError>
         recv(signals) -> sig => {
             let name = sig.map(signals::name).unwrap_or("signal");
             tracing::info!("{name}: unmounting {}", paths.mountpoint.display());
+            systemd::notify_or_warn(&format!(
+                "STOPPING=1\nSTATUS={name}: unmounting {}",
+                paths.mountpoint.display()
+            ));
             // Requests the kernel sends in the background (the RELEASE after a close) may still be
             // in the reactor: unmounting aborts them, and their answers would find no request.
             if !answered(std::time::Duration::from_secs(1)) {
@@ -223,6 +245,36 @@ fn stop_reactors(reactor: Reactor<FuseReplies>) {
         return;
     }
     tracing::info!(reactor = ?stats, ?requests, "reactors drained");
+}
+
+/// Starts the auto_unmount watcher of our mount; a failure leaves the mount without one.
+fn start_watcher(
+    settings: &Settings,
+    mountpoint: &Path,
+    ours: Option<&MountEntry>,
+) -> Option<auto_unmount::Watcher> {
+    let Some(ours) = ours else {
+        tracing::warn!("auto_unmount: cannot find our mount in mountinfo; no watcher");
+        return None;
+    };
+    // Its one message goes where ours go: the log file, or stderr unless that is about to be
+    // closed (the --daemon child).
+    let stderr = match &settings.log_file {
+        Some(path) => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        None if settings.daemon_child => Stdio::null(),
+        None => Stdio::inherit(),
+    };
+    match auto_unmount::start(mountpoint, ours.id, stderr) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("auto_unmount: cannot start the watcher: {e}");
+            None
+        }
+    }
 }
 
 /// Whether the topmost mount at `mountpoint` is still the one we made.
@@ -285,7 +337,7 @@ fn unmount_patiently(mountpoint: &Path) -> io::Result<()> {
     }
 }
 
-fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> bool {
+pub(super) fn fusermount_unmount(mountpoint: &Path, lazy: bool) -> bool {
     let mut cmd = Command::new("fusermount3");
     cmd.arg("-u").arg("-q");
     if lazy {

@@ -77,6 +77,8 @@ pub struct Settings {
     pub reactor: ReactorConfig,
     pub threads: usize,
     pub clone_fd: bool,
+    /// Start a watcher that detaches the mount if this process dies (see `auto_unmount`).
+    pub auto_unmount: bool,
     /// What the kernel may cache; resolved into `fs` by [`Settings::from_args`].
     pub cache: CacheChoice,
     pub fs: FsConfig,
@@ -109,6 +111,7 @@ impl Default for Settings {
             reactor: ReactorConfig::default(),
             threads: DEFAULT_THREADS,
             clone_fd: true,
+            auto_unmount: true,
             cache: CacheChoice::default(),
             fs: FsConfig::default(),
             verbosity: 0,
@@ -170,6 +173,12 @@ impl Settings {
         }
         if args.no_clone_fd {
             s.clone_fd = false;
+        }
+        if args.auto_unmount {
+            s.auto_unmount = true;
+        }
+        if args.no_auto_unmount {
+            s.auto_unmount = false;
         }
         if let Some(mode) = args.cache {
             s.cache.mode = mode;

@@ -13,8 +13,8 @@ use clap::error::ErrorKind;
 
 use super::error::{CliError, Failure};
 use super::mountinfo::{self, Liveness, MountEntry};
-use super::options::parse_seconds;
 use super::validate::PROBE_TIMEOUT;
+use super::values::parse_seconds;
 use crate::control::{Format, Located, StatsClient, dirs_for, locate, socket_name};
 
 const EXIT_CODES: &str = "\

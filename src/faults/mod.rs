@@ -31,9 +31,10 @@ mod plan;
 pub use injector::{Injected, drains_started};
 pub use op::Op;
 #[cfg(feature = "fault-injection")]
-pub use plan::{Fault, Plan, PlanError, Rule};
+pub use plan::{Plan, PlanError};
 
-/// What to do with one operation.
+/// What to do with one operation (always `Pass` without the feature).
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Run it as asked.
@@ -45,6 +46,7 @@ pub enum Decision {
 }
 
 /// The environment variable a fault plan may come from.
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 pub const ENV: &str = "ARSYNCFS_FAULTS";
 
 #[cfg(feature = "fault-injection")]

@@ -33,11 +33,15 @@ mod xattrs;
 
 pub use atime::{AtimeMode, AtimeRules};
 pub use cache::{CacheMode, CachePolicy};
-pub use inodes::InodeStats;
 pub use invalidate::KernelCache;
 pub use observer::{FsObserver, FsSnapshot};
 pub use replies::FuseReplies;
-pub use stats::{FsStatsSnapshot, HistogramSnapshot, Op, OpSnapshot};
+pub use stats::{Op, OpSnapshot};
+#[cfg(test)]
+pub use {
+    inodes::InodeStats,
+    stats::{FsStatsSnapshot, HistogramSnapshot},
+};
 
 use std::ffi::OsStr;
 use std::io;

@@ -94,7 +94,7 @@ impl<C: Completions> ReactorHandle<C> {
 
     /// Queues a request on the reactor of this thread's CPU. Never blocks. If the reactor is
     /// stopping or gone, the request is answered with `ESHUTDOWN` right here.
-    pub fn submit(&self, req: Request<C>) {
+    fn submit(&self, req: Request<C>) {
         self.submit_to(self.lane(), req)
     }
 

@@ -1,7 +1,7 @@
 //! The I/O engine: one thread running a compio runtime on io_uring.
 //!
-//! Any number of threads send [`Request`]s through a [`ReactorHandle`]; the reactor thread serves them
-//! on io_uring with buffers from its [`BufferPool`] and answers each request's completion from its own
+//! Any number of threads send requests through a [`ReactorHandle`]; the reactor thread serves them
+//! on io_uring with buffers from its pool (`pool::BufferPool`) and answers each request's completion from its own
 //! thread. It knows nothing about FUSE: completions are a trait the caller implements.
 //!
 //! - `handle`: what senders call, and the counters they can read.
@@ -26,12 +26,13 @@ mod shared;
 mod slots;
 mod thread;
 
+// The public surface: what the FUSE layer, the tests and examples/reactor_bench.rs use.
 pub use config::ReactorConfig;
-pub use doorbell::Doorbell;
 pub use handle::{ReactorHandle, ReactorStats};
-pub use pool::{ALIGN, BufferPool, PoolBuf, PoolClosed, PoolStats};
+pub(crate) use pool::ALIGN;
+pub use pool::PoolStats;
 pub use request::{
-    BackingFile, Completions, DoneCompletion, PendingDone, PendingRead, PendingWrite,
-    ReadCompletion, Request, RequestCounts, WriteCompletion, request_counts, shutdown_error,
+    BackingFile, Completions, DoneCompletion, ReadCompletion, RequestCounts, WriteCompletion,
+    request_counts,
 };
 pub use thread::Reactor;

@@ -103,7 +103,9 @@ impl PoolBuf {
         }
     }
 
-    /// Whether the data window is aligned (it always is: the vector never reallocates).
+    /// Whether the data window is aligned (it always is: the vector never reallocates; the unit
+    /// tests check it).
+    #[cfg(test)]
     pub fn is_aligned(&self) -> bool {
         (self.vec.as_ptr() as usize + self.pad).is_multiple_of(ALIGN)
     }
@@ -231,14 +233,14 @@ impl BufferPool {
         BufferPool { inner }
     }
 
-    /// Size of each buffer's data window.
-    pub fn buffer_size(&self) -> usize {
-        self.inner.buffer_size
-    }
-
-    /// The most buffers this pool will ever hold.
+    /// Most buffers the pool allocates.
     pub fn max_buffers(&self) -> usize {
         self.inner.max_buffers
+    }
+
+    /// Bytes per buffer.
+    pub fn buffer_size(&self) -> usize {
+        self.inner.buffer_size
     }
 
     /// A buffer if one is free or may still be allocated; `None` (counted as a wait) otherwise.
@@ -252,7 +254,8 @@ impl BufferPool {
     }
 
     /// Returns a buffer. Its contents are cleared so that no later user can see them. (Dropping a
-    /// buffer returns it too.)
+    /// buffer returns it too, which is what the reactor does.)
+    #[cfg(test)]
     pub fn put(&self, buf: PoolBuf) {
         self.inner.put(buf)
     }

@@ -24,7 +24,8 @@ pub struct BackingHandle {
 }
 
 impl BackingHandle {
-    /// A handle made of its parts (as name_to_handle_at(2) returns them).
+    /// A handle made of its parts (as name_to_handle_at(2) returns them); tests make up handles.
+    #[cfg(test)]
     pub fn from_parts(handle_type: i32, bytes: &[u8]) -> Self {
         BackingHandle {
             handle_type,

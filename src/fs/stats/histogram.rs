@@ -134,6 +134,7 @@ impl HistogramSnapshot {
     }
 
     /// Mean value, 0 when empty.
+    #[cfg(test)]
     pub fn mean(&self) -> u64 {
         self.sum_ns.checked_div(self.count()).unwrap_or(0)
     }

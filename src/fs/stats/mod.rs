@@ -282,6 +282,7 @@ pub struct FsStatsSnapshot {
 
 impl FsStatsSnapshot {
     /// The counters of `op`.
+    #[cfg(test)]
     pub fn op(&self, op: Op) -> Option<&OpSnapshot> {
         self.ops.get(op.index())
     }
