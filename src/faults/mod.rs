@@ -23,13 +23,13 @@
 
 #[cfg(feature = "fault-injection")]
 mod injector;
-mod op;
+mod kind;
 #[cfg(feature = "fault-injection")]
 mod plan;
 
 #[cfg(feature = "fault-injection")]
 pub use injector::{Injected, drains_started};
-pub use op::Op;
+pub use kind::FaultKind;
 #[cfg(feature = "fault-injection")]
 pub use plan::{Fault, Plan, PlanError, Rule};
 
@@ -60,14 +60,14 @@ pub fn install(plan: &Plan) -> Result<(), PlanError> {
 
 /// Whether an operation of kind `op` without data (fsync, a metadata call, ...) runs.
 #[inline(always)]
-pub fn decide(op: Op) -> Decision {
+pub fn decide(op: FaultKind) -> Decision {
     decide_io(op, 0, || 1)
 }
 
 /// Whether the read or write of kind `op` about to run on a `len`-byte window runs, fails or runs
 /// short; a short one keeps a multiple of `unit()` bytes (asked only for a short one).
 #[cfg(feature = "fault-injection")]
-pub fn decide_io(op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
+pub fn decide_io(op: FaultKind, len: usize, unit: impl FnOnce() -> usize) -> Decision {
     match INJECTOR.get() {
         Some(injector) => injector.decide(op, len, unit),
         None => Decision::Pass,
@@ -76,7 +76,7 @@ pub fn decide_io(op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn decide_io(_op: Op, _len: usize, _unit: impl FnOnce() -> usize) -> Decision {
+pub fn decide_io(_op: FaultKind, _len: usize, _unit: impl FnOnce() -> usize) -> Decision {
     Decision::Pass
 }
 

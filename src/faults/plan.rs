@@ -2,14 +2,14 @@
 //!
 //! `seed=7,read=eio:0.05+short:0.1,write=short:0.1,fsync=eio:0.02,meta=eio:0.01,drain=eio:1`:
 //! comma-separated items, `seed=N` (default 1) and `OP=FAULT:RATE[+FAULT:RATE...]`, where OP is an
-//! operation kind (see [`Op`]), `meta` all the metadata kinds at once, or `drain` every data
+//! operation kind (see [`FaultKind`]), `meta` all the metadata kinds at once, or `drain` every data
 //! operation started while a reactor drains at shutdown; FAULT is `eio`, `enospc`, `eintr`,
 //! `eagain` or `short`; RATE the fraction of those operations that get it (0 < RATE <= 1, the
 //! rates of one OP adding up to at most 1). An OP given twice adds its faults.
 
 use std::fmt;
 
-use super::op::Op;
+use super::kind::FaultKind;
 
 /// What an injected fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +60,7 @@ impl Fault {
 /// One fault and the fraction of an operation kind's calls that get it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
-    pub op: Op,
+    pub op: FaultKind,
     pub fault: Fault,
     pub rate: f64,
 }
@@ -106,10 +106,10 @@ impl Plan {
                     .map_err(|_| PlanError(format!("seed '{value}': not a number")))?;
                 continue;
             }
-            let ops: Vec<Op> = if key == "meta" {
-                Op::META.to_vec()
+            let ops: Vec<FaultKind> = if key == "meta" {
+                FaultKind::META.to_vec()
             } else {
-                match Op::ALL.iter().find(|o| o.name() == key) {
+                match FaultKind::ALL.iter().find(|o| o.name() == key) {
                     Some(&op) => vec![op],
                     None => return err(format!("'{key}': not an operation kind")),
                 }
@@ -160,24 +160,28 @@ impl Plan {
 }
 
 /// Whether the operation moves data, so that it can be cut short.
-fn moves_data(op: Op) -> bool {
-    matches!(op, Op::Read | Op::Write | Op::Drain)
+fn moves_data(op: FaultKind) -> bool {
+    matches!(op, FaultKind::Read | FaultKind::Write | FaultKind::Drain)
 }
 
 /// Whether EAGAIN from the backing is retried for this kind: on the reactor's data path
 /// io_uring returns it only for a passing condition; a metadata call means it (an open with
 /// O_NONBLOCK of a file under a lease), so it goes to the program.
-fn retries_eagain(op: Op) -> bool {
+fn retries_eagain(op: FaultKind) -> bool {
     matches!(
         op,
-        Op::Read | Op::Write | Op::Fsync | Op::Fallocate | Op::Drain
+        FaultKind::Read
+            | FaultKind::Write
+            | FaultKind::Fsync
+            | FaultKind::Fallocate
+            | FaultKind::Drain
     )
 }
 
 /// Whether an interrupted call can be made again: not a close, which let go of the
 /// descriptor whatever it answered.
-fn retries_eintr(op: Op) -> bool {
-    !matches!(op, Op::Close | Op::Flush)
+fn retries_eintr(op: FaultKind) -> bool {
+    !matches!(op, FaultKind::Close | FaultKind::Flush)
 }
 
 fn parse_fault(part: &str) -> Result<(Fault, f64), PlanError> {
@@ -208,22 +212,22 @@ mod tests {
             p.rules,
             vec![
                 Rule {
-                    op: Op::Read,
+                    op: FaultKind::Read,
                     fault: Fault::Eio,
                     rate: 0.05
                 },
                 Rule {
-                    op: Op::Read,
+                    op: FaultKind::Read,
                     fault: Fault::Short,
                     rate: 0.1
                 },
                 Rule {
-                    op: Op::Write,
+                    op: FaultKind::Write,
                     fault: Fault::Short,
                     rate: 0.1
                 },
                 Rule {
-                    op: Op::Fsync,
+                    op: FaultKind::Fsync,
                     fault: Fault::Eio,
                     rate: 0.02
                 },
@@ -231,7 +235,7 @@ mod tests {
         );
         let meta = Plan::parse("meta=eio:0.5").unwrap();
         assert_eq!(meta.seed, 1);
-        assert_eq!(meta.rules.len(), Op::META.len());
+        assert_eq!(meta.rules.len(), FaultKind::META.len());
         assert!(Plan::parse("").unwrap().rules.is_empty());
     }
 

@@ -20,7 +20,7 @@ use super::passthrough::{RegisterBacking, passthrough_fopen};
 use super::replies::{DoneReply, ReadReply, WriteReply};
 use super::timed::Timed;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
-use crate::faults::{self, Decision, Op};
+use crate::faults::{self, Decision, FaultKind};
 
 /// A new open file handle, as the kernel is told about it.
 pub(super) struct Opened {
@@ -110,7 +110,7 @@ impl PassthroughFs {
     ) -> OpResult<Opened> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
-        fault(Op::Open)?;
+        fault(FaultKind::Open)?;
         let file = Self::open_backing(self.backing_open_flags(flags), |f| {
             rustix::fs::open(proc_path(&*fd).as_str(), f, Mode::empty())
         })
@@ -155,7 +155,7 @@ impl PassthroughFs {
         // caller asked for O_EXCL.
         let created = {
             let _as_caller = self.become_caller(&caller)?;
-            fault(Op::Create)?;
+            fault(FaultKind::Create)?;
             Self::open_backing(oflags | OFlags::CREATE | OFlags::EXCL, |f| {
                 rustix::fs::openat(&*pfd, name, f, perm)
             })
@@ -344,7 +344,7 @@ impl PassthroughFs {
         // Closing a duplicate makes filesystems that report write-back errors on close (NFS) report
         // them to this close(2), as a local close would.
         let file = self.file(fh)?;
-        fault(Op::Flush)?;
+        fault(FaultKind::Flush)?;
         let dup = file
             .as_fd()
             .try_clone_to_owned()
@@ -468,7 +468,7 @@ fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize
     let mut written = 0;
     while written < data.len() {
         // In fault-injection builds: not run (an injected error), or run on part of the rest.
-        let end = match faults::decide_io(Op::Write, data.len() - written, || 1) {
+        let end = match faults::decide_io(FaultKind::Write, data.len() - written, || 1) {
             Decision::Pass => Ok(data.len()),
             Decision::Short(n) => Ok(written + n),
             Decision::Fail(e) => Err(std::io::Error::from_raw_os_error(e)),

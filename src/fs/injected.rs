@@ -4,12 +4,12 @@
 
 use fuser::Errno;
 
-use crate::faults::{self, Decision, Op};
+use crate::faults::{self, Decision, FaultKind};
 
 /// Whether the backing call of an operation of kind `op` runs: `Err` with the injected errno if
 /// it must not. An injected EINTR is retried here, as the daemon retries an interrupted call
 /// (it means nothing to the program: the daemon's threads take no signals).
-pub(super) fn fault(op: Op) -> Result<(), Errno> {
+pub(super) fn fault(op: FaultKind) -> Result<(), Errno> {
     loop {
         match faults::decide(op) {
             Decision::Fail(libc::EINTR) => continue,

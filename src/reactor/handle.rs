@@ -13,7 +13,7 @@ use super::request::{
     shutdown_error,
 };
 use super::shared::{Message, Shared};
-use crate::faults::{self, Decision, Op};
+use crate::faults::{self, Decision, FaultKind};
 
 /// Counters of the reactor, as seen at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -201,7 +201,7 @@ impl<C: Completions> ReactorHandle<C> {
         match Arc::try_unwrap(file) {
             Ok(file) => {
                 drop(file);
-                done.complete(match faults::decide(Op::Close) {
+                done.complete(match faults::decide(FaultKind::Close) {
                     Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
                     _ => Ok(()),
                 });

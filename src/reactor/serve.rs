@@ -21,7 +21,7 @@ use super::pool::PoolBuf;
 use super::request::{
     BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, Shortfall,
 };
-use crate::faults::{self, Decision, Op};
+use crate::faults::{self, Decision, FaultKind};
 use crate::sys::uring::{Fallocate, OwnedIo};
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
@@ -51,7 +51,10 @@ pub(crate) async fn serve<C: Completions>(
             datasync,
             done,
         } => {
-            let res = until_done(Op::Fsync, || submit(Sync::new(file.clone(), datasync))).await;
+            let res = until_done(FaultKind::Fsync, || {
+                submit(Sync::new(file.clone(), datasync))
+            })
+            .await;
             done.complete(res.map(drop));
             None
         }
@@ -62,7 +65,7 @@ pub(crate) async fn serve<C: Completions>(
             len,
             done,
         } => {
-            let res = until_done(Op::Fallocate, || {
+            let res = until_done(FaultKind::Fallocate, || {
                 submit(Fallocate::new(file.clone(), mode, offset, len))
             })
             .await;
@@ -83,7 +86,7 @@ fn is_retryable(e: &io::Error) -> bool {
 /// Runs an operation without data (fsync, fallocate) of kind `kind` again while it is interrupted
 /// (EINTR, EAGAIN: they mean nothing to the program, whose request it is, and are retried like a
 /// read's or a write's). In fault-injection builds a fault may replace an attempt (not submitted).
-async fn until_done<O, F>(kind: Op, mut run: impl FnMut() -> F) -> io::Result<usize>
+async fn until_done<O, F>(kind: FaultKind, mut run: impl FnMut() -> F) -> io::Result<usize>
 where
     F: Future<Output = BufResult<usize, O>>,
 {
@@ -117,8 +120,8 @@ async fn issue(
     window: Range<usize>,
 ) -> (io::Result<usize>, BackingFile, Vec<u8>) {
     let kind = match way {
-        Way::Read => Op::Read,
-        Way::Write => Op::Write,
+        Way::Read => FaultKind::Read,
+        Way::Write => FaultKind::Write,
     };
     let window = match faults::decide_io(kind, window.len(), || io_unit(&file)) {
         Decision::Pass => window,
@@ -225,7 +228,7 @@ async fn close<C: Completions>(file: BackingFile, done: PendingDone<C>) {
             let BufResult(res, _) = submit(CloseFile::new(OwnedFd::from(file))).await;
             // A close always runs (the descriptor is gone whatever it answers); a fault replaces
             // its answer.
-            let res = match faults::decide(Op::Close) {
+            let res = match faults::decide(FaultKind::Close) {
                 Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
                 _ => res.map(drop),
             };
