@@ -148,7 +148,10 @@ fn io_unit(file: &BackingFile) -> usize {
 /// Reads up to `len` bytes. A short read is continued until `len` bytes or end of file, because FUSE
 /// takes a short reply for end of file. For the same reason an error after some bytes arrived is
 /// answered as the error, not as those bytes: the kernel would take them for the end of the file
-/// (and shrink the size it caches), and the program would read a truncated file.
+/// (and shrink the size it caches), and the program would read a truncated file. On an O_DIRECT
+/// descriptor a short read that ends off a block boundary ended at the end of the file: it is not
+/// continued, since a read there would start unaligned (filesystems on fs/direct-io.c answer it
+/// EINVAL, not 0).
 async fn read<C: Completions>(
     file: BackingFile,
     offset: u64,
@@ -170,7 +173,13 @@ async fn read<C: Completions>(
         (res, file, vec) = issue(Way::Read, file, offset + filled as u64, vec, window).await;
         match res {
             Ok(0) => break,
-            Ok(n) => filled += n.min(len - filled),
+            Ok(n) => {
+                filled += n.min(len - filled);
+                let end = offset + filled as u64;
+                if filled < len && direct_read_ended(end, || io_unit(&file)) {
+                    break;
+                }
+            }
             Err(e) if is_retryable(&e) => continue,
             Err(e) => {
                 error = Some(e);
@@ -185,6 +194,13 @@ async fn read<C: Completions>(
         None => done.complete(Ok(buf.data())),
     }
     buf
+}
+
+/// Whether a read that came back short at file offset `end` reached the end of the file, as far as
+/// `unit()` (the descriptor's I/O granularity, asked only for an `end` off a block boundary) tells:
+/// an O_DIRECT read moves whole blocks except at the end of the file.
+fn direct_read_ended(end: u64, unit: impl FnOnce() -> usize) -> bool {
+    !end.is_multiple_of(super::pool::ALIGN as u64) && unit() > 1
 }
 
 /// Writes all of `buf`'s data, continuing short writes; an error that stops it is answered, or with
@@ -235,5 +251,23 @@ async fn close<C: Completions>(file: BackingFile, done: PendingDone<C>) {
             done.complete(res);
         }
         Err(_shared) => done.complete(Ok(())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::pool::ALIGN;
+
+    #[test]
+    fn a_direct_read_short_off_a_block_boundary_ended_at_the_end_of_the_file() {
+        let direct = || ALIGN;
+        assert!(direct_read_ended(5000, direct));
+        assert!(direct_read_ended(ALIGN as u64 + 1, direct));
+        // Whole blocks: an injected short read, or the file ends on a boundary (the next read says).
+        assert!(!direct_read_ended(2 * ALIGN as u64, direct));
+        // A buffered descriptor reads from anywhere; the granularity is not even asked for then.
+        assert!(!direct_read_ended(5000, || 1));
+        assert!(!direct_read_ended(ALIGN as u64, || panic!("asked")));
     }
 }
