@@ -5,7 +5,8 @@
 //! operation kind (see [`FaultKind`]), `meta` all the metadata kinds at once, or `drain` every data
 //! operation started while a reactor drains at shutdown; FAULT is `eio`, `enospc`, `eintr`,
 //! `eagain` or `short`; RATE the fraction of those operations that get it (0 < RATE <= 1, the
-//! rates of one OP adding up to at most 1). An OP given twice adds its faults.
+//! rates of one OP adding up to at most 1, and those of its `eintr` and `eagain`, which are
+//! retried, to less than 1). An OP given twice adds its faults.
 
 use std::fmt;
 
@@ -125,7 +126,7 @@ impl Plan {
     }
 
     fn add(&mut self, rule: Rule) -> Result<(), PlanError> {
-        let (op, fault) = (rule.op.name(), rule.fault.name());
+        let op = rule.op.name();
         match rule.fault {
             Fault::Short if !moves_data(rule.op) => {
                 return err(format!("{op}: moves no data, cannot be short"));
@@ -139,20 +140,27 @@ impl Plan {
             Fault::Eintr if !retries_eintr(rule.op) => {
                 return err(format!("{op}=eintr: a close is never retried"));
             }
-            Fault::Eintr | Fault::Eagain if rule.rate >= 1.0 => {
-                return err(format!("{op}={fault}:1 would be retried forever"));
-            }
             _ => {}
         }
-        let total: f64 = self
-            .rules
-            .iter()
-            .filter(|r| r.op == rule.op)
-            .map(|r| r.rate)
-            .sum::<f64>()
-            + rule.rate;
+        let sum = |counted: fn(Fault) -> bool| -> f64 {
+            self.rules
+                .iter()
+                .chain([&rule])
+                .filter(|r| r.op == rule.op && counted(r.fault))
+                .map(|r| r.rate)
+                .sum()
+        };
+        let total = sum(|_| true);
         if total > 1.0 + 1e-9 {
             return err(format!("{op}: the rates add up to {total}, more than 1"));
+        }
+        // Every attempt would be interrupted, and retried: the request would never end.
+        let retried = sum(|f| matches!(f, Fault::Eintr | Fault::Eagain));
+        if retried >= 1.0 - 1e-9 {
+            return err(format!(
+                "{op}: eintr and eagain, which are retried, add up to {retried}: every attempt \
+                 would be retried forever"
+            ));
         }
         self.rules.push(rule);
         Ok(())
@@ -254,9 +262,12 @@ mod tests {
             "mkdir=eagain:0.1",
             "close=eintr:0.1",
             "read=eintr:1",
+            "read=eintr:0.5+eagain:0.5",
+            "write=eagain:0.7,write=eintr:0.3",
         ] {
             assert!(Plan::parse(bad).is_err(), "{bad} was accepted");
         }
         assert!(Plan::parse("drain=eio:1").is_ok());
+        assert!(Plan::parse("read=eintr:0.5+eagain:0.4+eio:0.1").is_ok());
     }
 }
