@@ -33,17 +33,25 @@ pub(super) struct Opened {
 impl PassthroughFs {
     /// Opens a backing file with `flags` through `open`; when `O_NOATIME` (added for a noatime
     /// mount) is refused because the daemon neither owns the file nor has CAP_FOWNER, opens it
-    /// without, as open(2) callers do.
+    /// without, as open(2) callers do. A program's `O_NONBLOCK` applies to the open (a file under a
+    /// lease answers EWOULDBLOCK) and is then cleared: on a regular file it means nothing to
+    /// read(2) and write(2), but io_uring would take it as "never block" and may answer EAGAIN
+    /// where a blocking descriptor waits.
     pub(super) fn open_backing(
         flags: OFlags,
         open: impl Fn(OFlags) -> rustix::io::Result<OwnedFd>,
     ) -> rustix::io::Result<OwnedFd> {
-        match open(flags) {
+        let fd = match open(flags) {
             Err(rustix::io::Errno::PERM) if flags.contains(OFlags::NOATIME) => {
                 open(flags - OFlags::NOATIME)
             }
             r => r,
+        }?;
+        if flags.contains(OFlags::NONBLOCK) {
+            let now = rustix::fs::fcntl_getfl(&fd)?;
+            rustix::fs::fcntl_setfl(&fd, now - OFlags::NONBLOCK)?;
         }
+        Ok(fd)
     }
 
     /// The flags the backing file is opened with for the kernel's `flags`.
