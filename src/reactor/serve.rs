@@ -21,6 +21,7 @@ use super::pool::PoolBuf;
 use super::request::{
     BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, Shortfall,
 };
+use super::retry::Retries;
 use crate::faults::{self, Decision, FaultKind};
 use crate::sys::uring::{Fallocate, OwnedIo};
 
@@ -79,24 +80,22 @@ pub(crate) async fn serve<C: Completions>(
     }
 }
 
-fn is_retryable(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN))
-}
-
 /// Runs an operation without data (fsync, fallocate) of kind `kind` again while it is interrupted
 /// (EINTR, EAGAIN: they mean nothing to the program, whose request it is, and are retried like a
-/// read's or a write's). In fault-injection builds a fault may replace an attempt (not submitted).
+/// read's or a write's, see [`Retries`]). In fault-injection builds a fault may replace an attempt
+/// (not submitted).
 async fn until_done<O, F>(kind: FaultKind, mut run: impl FnMut() -> F) -> io::Result<usize>
 where
     F: Future<Output = BufResult<usize, O>>,
 {
+    let mut retries = Retries::default();
     loop {
         let res = match faults::decide(kind) {
             Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
             _ => run().await.0,
         };
         match res {
-            Err(e) if is_retryable(&e) => continue,
+            Err(e) if retries.again(&e) => continue,
             res => return res,
         }
     }
@@ -167,6 +166,7 @@ async fn read<C: Completions>(
     let mut file = file;
     let mut filled = 0;
     let mut error = None;
+    let mut retries = Retries::default();
     while filled < len {
         let window = shape.window(filled, len);
         let res;
@@ -174,13 +174,14 @@ async fn read<C: Completions>(
         match res {
             Ok(0) => break,
             Ok(n) => {
+                retries.succeeded();
                 filled += n.min(len - filled);
                 let end = offset + filled as u64;
                 if filled < len && direct_read_ended(end, || io_unit(&file)) {
                     break;
                 }
             }
-            Err(e) if is_retryable(&e) => continue,
+            Err(e) if retries.again(&e) => continue,
             Err(e) => {
                 error = Some(e);
                 break;
@@ -216,6 +217,7 @@ async fn write<C: Completions>(
     let (mut vec, shape) = buf.lend();
     let mut file = file;
     let mut written = 0;
+    let mut retries = Retries::default();
     let result = loop {
         if written == total {
             break Ok(total);
@@ -226,8 +228,11 @@ async fn write<C: Completions>(
         match res {
             Ok(0) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => written += n.min(total - written),
-            Err(e) if is_retryable(&e) => continue,
+            Ok(n) => {
+                retries.succeeded();
+                written += n.min(total - written);
+            }
+            Err(e) if retries.again(&e) => continue,
             Err(_) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Err(e) => break Err(e),
         }
