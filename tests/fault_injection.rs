@@ -190,6 +190,12 @@ fn short_and_interrupted_io_with_reactors_per_cpu() {
     short_and_interrupted_io(&["--reactors", "0"]);
 }
 
+/// The same with buffered writes written by the session threads (pwrite(2)), which retry too.
+#[test]
+fn short_and_interrupted_io_with_inline_buffered_writes() {
+    short_and_interrupted_io(&["--buffered-writes", "inline"]);
+}
+
 fn short_and_interrupted_io(args: &[&str]) {
     let spec = "seed=21,read=short:0.25+eintr:0.05+eagain:0.05,\
                 write=short:0.25+eintr:0.05+eagain:0.05,fsync=eintr:0.2+eagain:0.1,\

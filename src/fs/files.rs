@@ -21,6 +21,7 @@ use super::replies::{DoneReply, ReadReply, WriteReply};
 use super::timed::Timed;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
 use crate::faults::{self, Decision, FaultKind};
+use crate::reactor::Retries;
 
 /// A new open file handle, as the kernel is told about it.
 pub(super) struct Opened {
@@ -472,8 +473,10 @@ fn reads_update_atime(flags: i32) -> bool {
 
 /// Writes `data` at `offset` as pwrite(2) would for the caller: all of it, or, when an error stops
 /// it part way (ENOSPC, EFBIG), the count written so far, so that the error comes with the next write.
+/// EINTR and EAGAIN are retried as on the reactor ([`Retries`]).
 fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize> {
     let mut written = 0;
+    let mut retries = Retries::default();
     while written < data.len() {
         // In fault-injection builds: not run (an injected error), or run on part of the rest.
         let end = match faults::decide_io(FaultKind::Write, data.len() - written, || 1) {
@@ -485,8 +488,11 @@ fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize
             end.and_then(|end| file.write_at(&data[written..end], offset + written as u64));
         match result {
             Ok(0) => break,
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => {
+                retries.succeeded();
+                written += n;
+            }
+            Err(e) if retries.again(&e) => {}
             Err(e) if written == 0 => return Err(e),
             Err(_) => break,
         }
