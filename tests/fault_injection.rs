@@ -199,7 +199,7 @@ fn short_and_interrupted_io_with_inline_buffered_writes() {
 fn short_and_interrupted_io(args: &[&str]) {
     let spec = "seed=21,read=short:0.25+eintr:0.05+eagain:0.05,\
                 write=short:0.25+eintr:0.05+eagain:0.05,fsync=eintr:0.2+eagain:0.1,\
-                fallocate=eintr:0.2+eagain:0.1,setattr=eintr:0.1,open=eintr:0.1";
+                fallocate=eintr:0.2+eagain:0.1";
     let m = mount_with_faults(spec, args);
     exercise(&m, 0x5eed_0021, ops(10_000, 100_000), |ex| ex);
     still_serves(&m);

@@ -13,9 +13,10 @@
 //! - **Metadata** (lookup, open, create, mkdir, link, unlink, rename, setattr, xattr, readdir) and
 //!   **flush**: decided at the backing system call of the operation, which then does not run; a
 //!   buffered write on the session thread (`--buffered-writes inline`) is a `write`.
-//! - **What programs see**: EINTR and, on the data path, EAGAIN are retried by the daemon (the
-//!   daemon's threads take no signals, so neither ever means anything to the program); EIO and
-//!   ENOSPC reach the program's system call (write, fsync, close, ...). A short read is continued
+//! - **What programs see**: EINTR and EAGAIN on the data path are retried by the daemon (the
+//!   daemon's threads take no signals, so neither means anything to the program); metadata calls
+//!   and closes are not retried, so the plan gives them neither; EIO and ENOSPC reach the program's
+//!   system call (write, fsync, close, ...). A short read is continued
 //!   until the request is filled or the file ends; a short write is continued, and when an error
 //!   stops it after some bytes the write answers the count written, as pwrite(2) does.
 //! - **Counts**: the daemon logs the faults injected per kind when it exits (`-v`), after its

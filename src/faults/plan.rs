@@ -131,14 +131,12 @@ impl Plan {
             Fault::Short if !moves_data(rule.op) => {
                 return err(format!("{op}: moves no data, cannot be short"));
             }
-            Fault::Eagain if !retries_eagain(rule.op) => {
+            Fault::Eintr | Fault::Eagain if !retried(rule.op) => {
+                let fault = rule.fault.name();
                 return err(format!(
-                    "{op}=eagain: EAGAIN is retried only on the data path (read, write, fsync, \
-                     fallocate, drain)"
+                    "{op}={fault}: only the data path (read, write, fsync, fallocate, drain) \
+                     retries EINTR and EAGAIN; a metadata call or a close passes them on"
                 ));
-            }
-            Fault::Eintr if !retries_eintr(rule.op) => {
-                return err(format!("{op}=eintr: a close is never retried"));
             }
             _ => {}
         }
@@ -172,10 +170,11 @@ fn moves_data(op: FaultKind) -> bool {
     matches!(op, FaultKind::Read | FaultKind::Write | FaultKind::Drain)
 }
 
-/// Whether EAGAIN from the backing is retried for this kind: on the reactor's data path
-/// io_uring returns it only for a passing condition; a metadata call means it (an open with
-/// O_NONBLOCK of a file under a lease), so it goes to the program.
-fn retries_eagain(op: FaultKind) -> bool {
+/// Whether the daemon makes a call of this kind again after EINTR or EAGAIN: on the data path
+/// they only mean a passing condition. A metadata call is made once (local filesystems do not
+/// answer EINTR there, and EAGAIN means something: an O_NONBLOCK open of a file under a lease),
+/// and a close let go of the descriptor whatever it answered.
+fn retried(op: FaultKind) -> bool {
     matches!(
         op,
         FaultKind::Read
@@ -184,12 +183,6 @@ fn retries_eagain(op: FaultKind) -> bool {
             | FaultKind::Fallocate
             | FaultKind::Drain
     )
-}
-
-/// Whether an interrupted call can be made again: not a close, which let go of the
-/// descriptor whatever it answered.
-fn retries_eintr(op: FaultKind) -> bool {
-    !matches!(op, FaultKind::Close | FaultKind::Flush)
 }
 
 fn parse_fault(part: &str) -> Result<(Fault, f64), PlanError> {
@@ -260,6 +253,10 @@ mod tests {
             "read=eio:0.6,read=short:0.6",
             "lookup=short:0.1",
             "mkdir=eagain:0.1",
+            "setattr=eintr:0.1",
+            "open=eintr:0.1",
+            "meta=eintr:0.1",
+            "flush=eagain:0.1",
             "close=eintr:0.1",
             "read=eintr:1",
             "read=eintr:0.5+eagain:0.5",
