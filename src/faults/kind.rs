@@ -26,13 +26,14 @@ pub enum FaultKind {
     /// unlink, rmdir.
     Unlink,
     Rename,
-    /// Each change of a SETATTR: chmod, chown, truncate, times.
+    /// SETATTR (chmod, chown, truncate, times): decided once per request, before its first change.
     Setattr,
     /// setxattr, getxattr, listxattr, removexattr.
     Xattr,
     /// Reading directory entries (READDIR, READDIRPLUS).
     Readdir,
-    /// Not an operation: any reactor operation started while its reactor drains at shutdown.
+    /// Not an operation: any reactor operation (closes included) started while its reactor drains
+    /// at shutdown.
     Drain,
 }
 

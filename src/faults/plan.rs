@@ -4,9 +4,10 @@
 //! comma-separated items, `seed=N` (default 1) and `OP=FAULT:RATE[+FAULT:RATE...]`, where OP is an
 //! operation kind (see [`FaultKind`]), `meta` all the metadata kinds at once, or `drain` every data
 //! operation started while a reactor drains at shutdown; FAULT is `eio`, `enospc`, `eintr`,
-//! `eagain` or `short`; RATE the fraction of those operations that get it (0 < RATE <= 1, the
-//! rates of one OP adding up to at most 1, and those of its `eintr` and `eagain`, which are
-//! retried, to less than 1). An OP given twice adds its faults.
+//! `eagain` or `short` (only `eio` for `close` and `drain`, `eintr` and `eagain` only on the data
+//! path, `short` only for `read` and `write`); RATE the fraction of those operations that get it
+//! (0 < RATE <= 1, the rates of one OP adding up to at most 1, and those of its `eintr` and
+//! `eagain`, which are retried, to less than 1). An OP given twice adds its faults.
 
 use std::fmt;
 
@@ -131,11 +132,18 @@ impl Plan {
             Fault::Short if !moves_data(rule.op) => {
                 return err(format!("{op}: moves no data, cannot be short"));
             }
+            _ if answered_once(rule.op) && rule.fault != Fault::Eio => {
+                let fault = rule.fault.name();
+                return err(format!(
+                    "{op}={fault}: only eio: a close (which any operation of a draining reactor \
+                     may be) is made once and answered whatever it did"
+                ));
+            }
             Fault::Eintr | Fault::Eagain if !retried(rule.op) => {
                 let fault = rule.fault.name();
                 return err(format!(
-                    "{op}={fault}: only the data path (read, write, fsync, fallocate, drain) \
-                     retries EINTR and EAGAIN; a metadata call or a close passes them on"
+                    "{op}={fault}: only the data path (read, write, fsync, fallocate) retries \
+                     EINTR and EAGAIN; a metadata call or a close passes them on"
                 ));
             }
             _ => {}
@@ -167,7 +175,14 @@ impl Plan {
 
 /// Whether the operation moves data, so that it can be cut short.
 fn moves_data(op: FaultKind) -> bool {
-    matches!(op, FaultKind::Read | FaultKind::Write | FaultKind::Drain)
+    matches!(op, FaultKind::Read | FaultKind::Write)
+}
+
+/// Whether the kind's faults may fall on the close of a backing file, whose answer (to a RELEASE)
+/// cannot be anything but what the close did, or an error: the `drain` faults fall on whatever
+/// a draining reactor runs, closes included.
+fn answered_once(op: FaultKind) -> bool {
+    matches!(op, FaultKind::Close | FaultKind::Drain)
 }
 
 /// Whether the daemon makes a call of this kind again after EINTR or EAGAIN: on the data path
@@ -177,11 +192,7 @@ fn moves_data(op: FaultKind) -> bool {
 fn retried(op: FaultKind) -> bool {
     matches!(
         op,
-        FaultKind::Read
-            | FaultKind::Write
-            | FaultKind::Fsync
-            | FaultKind::Fallocate
-            | FaultKind::Drain
+        FaultKind::Read | FaultKind::Write | FaultKind::Fsync | FaultKind::Fallocate
     )
 }
 
@@ -258,6 +269,10 @@ mod tests {
             "meta=eintr:0.1",
             "flush=eagain:0.1",
             "close=eintr:0.1",
+            "close=enospc:0.1",
+            "drain=eintr:0.1",
+            "drain=eagain:0.1",
+            "drain=short:0.5",
             "read=eintr:1",
             "read=eintr:0.5+eagain:0.5",
             "write=eagain:0.7,write=eintr:0.3",
