@@ -34,7 +34,7 @@ pub use handle::{ReactorHandle, ReactorStats};
 pub use pool::{ALIGN, BufferPool, PoolBuf, PoolClosed, PoolStats};
 pub use request::{
     BackingFile, Completions, DoneCompletion, PendingDone, PendingRead, PendingWrite,
-    ReadCompletion, Request, RequestCounts, WriteCompletion, request_counts, shutdown_error,
+    ReadCompletion, Request, WriteCompletion, shutdown_error,
 };
 pub use retry::{RETRIES_IN_A_ROW, Retries};
 pub use thread::Reactor;
