@@ -290,3 +290,57 @@ fn created_files_need_no_flush_on_a_local_backing() {
     let log = m.stderr();
     assert_eq!(logged_value(&log, "flushes"), 1, "{log}");
 }
+
+/// A program's O_NONBLOCK reaches the backing open (a file under a lease answers EWOULDBLOCK then)
+/// but not the backing descriptor, whose reads and writes go through io_uring: there it would mean
+/// "answer EAGAIN rather than wait". Checked in the daemon's /proc/PID/fdinfo.
+#[test]
+fn backing_descriptors_are_never_non_blocking() {
+    let m = Mounted::new();
+    std::fs::write(m.mountpoint().join("old"), b"x").unwrap();
+    let opened: Vec<std::fs::File> = [("old", false), ("new", true)]
+        .iter()
+        .map(|&(name, create)| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(m.mountpoint().join(name))
+                .unwrap()
+        })
+        .collect();
+    let backing = std::fs::canonicalize(m.backing()).unwrap();
+    let mut seen = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{}/fd", m.pid())).unwrap() {
+        let fd = fd.unwrap();
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        if !(target == backing.join("old") || target == backing.join("new")) {
+            continue;
+        }
+        let info = format!("/proc/{}/fdinfo/{}", m.pid(), fd.file_name().display());
+        let Ok(info) = std::fs::read_to_string(&info) else {
+            continue; // an O_PATH descriptor closed meanwhile
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| i32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        if flags & libc::O_PATH != 0 {
+            continue;
+        }
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "{}: {info}", target.display());
+        seen.push(target);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        2,
+        "the backing descriptors of both files: {seen:?}"
+    );
+    drop(opened);
+}

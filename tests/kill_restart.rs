@@ -16,6 +16,8 @@
 
 #[path = "common/exerciser.rs"]
 mod exerciser;
+#[path = "common/fs_util.rs"]
+mod fs_util;
 #[path = "common/integrity_model.rs"]
 mod integrity_model;
 #[path = "common/mount.rs"]
@@ -25,13 +27,14 @@ mod rng;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fs_util::close_checked;
 use mount::{Mounted, Signal, wait_until};
 use rng::Rng;
 
@@ -242,20 +245,6 @@ fn writer(dir: &Path, sync: bool, stop: &AtomicBool, finished: &Finished) -> usi
             .push((format!("{name}/f{i}"), data));
     }
     unreachable!()
-}
-
-/// Closes `f` with close(2) and returns its result (std's drop ignores it).
-fn close_checked(f: File) -> io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = f.into_raw_fd();
-    // SAFETY: `fd` was just taken out of its owner, so it is open and closed exactly once here.
-    #[allow(unsafe_code)]
-    let r = unsafe { libc::close(fd) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// fio writing in `dir` until it fails: buffered psync and O_DIRECT libaio jobs, with fsyncs.

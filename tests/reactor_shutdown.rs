@@ -38,6 +38,8 @@ fn shutdown_with_requests_in_flight_answers_each_exactly_once() {
     }
     h.sync(file.clone(), false, Tagged(12, tx.clone()));
     wait_until(&h, "reads queued", |s| s.received == 13);
+    // Checked once the FIFO reads are released (a panic before would hang the shutdown).
+    let queued = h.stats();
     let writers: Vec<_> = (0..2u64)
         .map(|w| {
             let h = h.clone();
@@ -73,6 +75,12 @@ fn shutdown_with_requests_in_flight_answers_each_exactly_once() {
         "a write after shutdown landed"
     );
     assert_pool_clean(&h.stats());
+    // 12 reads waited (the sync may be done); in the end the reactor answered the 13 it was sent,
+    // and the senders the rest.
+    assert_eq!(queued.sent, 13, "{queued:?}");
+    assert!(queued.unanswered >= 12, "{queued:?}");
+    let s = h.stats();
+    assert_eq!((s.sent, s.answered, s.unanswered), (13, 13, 0), "{s:?}");
 }
 
 /// Senders keep sending from several threads while the reactor shuts down under them.

@@ -15,7 +15,7 @@ use super::error::{CliError, Failure};
 use super::mountinfo::{self, Liveness, MountEntry};
 use super::validate::PROBE_TIMEOUT;
 use super::values::parse_seconds;
-use crate::control::{Format, Located, StatsClient, dirs_for, locate, socket_name};
+use crate::control::{ANSWER_TIMEOUT, Format, Located, StatsClient, dirs_for, locate, socket_name};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -291,6 +291,20 @@ fn ask(
             Err(CliError::new(
                 Failure::DaemonGone,
                 format!("the daemon of '{shown}' went away {when}"),
+            ))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(CliError::new(
+                Failure::Other,
+                format!(
+                    "the daemon of '{shown}' did not answer within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                ),
             ))
         }
         Err(e) => Err(CliError::new(

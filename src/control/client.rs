@@ -4,6 +4,7 @@ use std::io::{self, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::protocol::{self, Format};
 
@@ -35,6 +36,10 @@ pub fn locate(dirs: &[PathBuf], name: &str) -> Located {
     no_access.map_or(Located::Missing, Located::NoAccess)
 }
 
+/// Longest wait for the daemon to take a request or to answer it: it answers at once, so a
+/// daemon that does not is hung (an error of kind `WouldBlock`).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection to a daemon's stats socket.
 pub struct StatsClient {
     reader: BufReader<UnixStream>,
@@ -46,6 +51,8 @@ impl StatsClient {
     /// `PermissionDenied` when it is another user's.
     pub fn connect(path: &Path) -> io::Result<Self> {
         let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
         Ok(StatsClient {
             writer: stream.try_clone()?,
             reader: BufReader::new(stream),

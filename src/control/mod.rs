@@ -20,7 +20,7 @@ mod snapshot;
 mod table;
 mod units;
 
-pub use client::{Located, StatsClient, locate};
+pub use client::{ANSWER_TIMEOUT, Located, StatsClient, locate};
 pub use paths::{dirs_for, own_dir, socket_name};
 pub use protocol::Format;
 pub use server::{Source, StatsServer};

@@ -2,6 +2,11 @@
 //! (mode 0600 in a 0700 directory, see `paths`), and one short-lived thread per connection answers
 //! its requests with a report of a fresh snapshot. Nothing here touches the data path: a snapshot
 //! only reads the counters.
+//!
+//! A connection holds one of [`MAX_CONNECTIONS`] slots, so a client that stalls is let go after
+//! [`Limits::stall`]: one that sends no first request, stops part way through a request, or does
+//! not read its answer. Between two requests a connection may stay idle as long as it likes: that
+//! is `arsyncfs stats --watch SECS`, which keeps its connection for the rates.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -10,6 +15,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use super::protocol::{self, Format, MAX_REQUEST};
 use super::snapshot::{MountInfo, Rates, Report, Snapshot};
@@ -17,6 +23,26 @@ use super::{json, prometheus, table};
 
 /// Connections served at once; more are told to come back later.
 const MAX_CONNECTIONS: usize = 8;
+
+/// How long the accepting thread waits after a failed accept (EMFILE: no descriptor left) before
+/// it tries again, instead of spinning on the error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long the server waits for a stalled client.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest wait for a connection's first request, for the rest of a request once it began,
+    /// and for a client to take its answer.
+    pub stall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            stall: Duration::from_secs(5),
+        }
+    }
+}
 
 /// What the server reports on: the mount, and a way to take a snapshot of its counters.
 pub struct Source {
@@ -41,7 +67,7 @@ impl Source {
     }
 }
 
-/// A running stats socket. [`StatsServer::stop`] removes it.
+/// A running stats socket. [`StatsServer::stop`], or dropping it, removes it.
 pub struct StatsServer {
     path: PathBuf,
     /// The socket file as created, to remove only that one.
@@ -55,6 +81,16 @@ impl StatsServer {
     /// Creates the socket `name` in `dir` (replacing a stale one: the name is the mount's device,
     /// which no other live mount has) and serves it from a thread of its own.
     pub fn start(dir: &Path, name: &str, source: Arc<Source>) -> io::Result<StatsServer> {
+        Self::start_with(dir, name, source, Limits::default())
+    }
+
+    /// [`StatsServer::start`] with `limits`.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        source: Arc<Source>,
+        limits: Limits,
+    ) -> io::Result<StatsServer> {
         super::paths::prepare_dir(dir)?;
         let path = dir.join(name);
         match std::fs::symlink_metadata(&path) {
@@ -82,7 +118,7 @@ impl StatsServer {
         };
         std::thread::Builder::new()
             .name("arsyncfs-stats".into())
-            .spawn(move || accept_loop(listener, source, stopping))?;
+            .spawn(move || accept_loop(listener, source, stopping, limits))?;
         Ok(server)
     }
 
@@ -94,6 +130,13 @@ impl StatsServer {
     /// Removes the socket (if it is still the one created) and stops accepting. Connections being
     /// served end with the process.
     pub fn stop(self) {
+        drop(self)
+    }
+}
+
+impl Drop for StatsServer {
+    /// Whatever path the daemon ends by, the socket it created goes.
+    fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         if let Ok(meta) = std::fs::symlink_metadata(&self.path)
             && (meta.dev(), meta.ino()) == self.identity
@@ -109,13 +152,30 @@ impl StatsServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, source: Arc<Source>, stopping: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: UnixListener,
+    source: Arc<Source>,
+    stopping: Arc<AtomicBool>,
+    limits: Limits,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stopping.load(Ordering::Acquire) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!("stats socket: accept: {e}");
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        // Neither a refusal nor an answer may wait for ever on a client that does not read.
+        if let Err(e) = stream.set_write_timeout(Some(limits.stall)) {
+            tracing::debug!("stats connection: {e}");
+            continue;
+        }
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::AcqRel);
             refuse(stream, "busy: too many stats connections at once");
@@ -125,7 +185,7 @@ fn accept_loop(listener: UnixListener, source: Arc<Source>, stopping: Arc<Atomic
         let spawned = std::thread::Builder::new()
             .name("arsyncfs-stats-conn".into())
             .spawn(move || {
-                if let Err(e) = serve(&stream, &source) {
+                if let Err(e) = serve(&stream, &source, limits) {
                     tracing::debug!("stats connection: {e}");
                 }
                 done.fetch_sub(1, Ordering::AcqRel);
@@ -148,8 +208,8 @@ fn peer_allowed(stream: &UnixStream) -> bool {
         .is_ok_and(|cred| cred.uid.as_raw() == me || cred.uid.is_root())
 }
 
-/// Answers the requests of one connection until it closes.
-fn serve(stream: &UnixStream, source: &Source) -> io::Result<()> {
+/// Answers the requests of one connection until it closes, or stalls (see [`Limits`]).
+fn serve(stream: &UnixStream, source: &Source, limits: Limits) -> io::Result<()> {
     let mut writer = stream;
     if !peer_allowed(stream) {
         return protocol::write_answer(&mut writer, Err("permission denied"));
@@ -157,6 +217,17 @@ fn serve(stream: &UnixStream, source: &Source) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut before: Option<Snapshot> = None;
     loop {
+        // The first request must come in time; a later one whenever the client likes.
+        let idle = if before.is_none() {
+            Some(limits.stall)
+        } else {
+            None
+        };
+        stream.set_read_timeout(idle)?;
+        if reader.fill_buf()?.is_empty() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(limits.stall))?;
         let mut line = String::new();
         let n = (&mut reader)
             .take(MAX_REQUEST as u64)
@@ -233,6 +304,70 @@ mod tests {
         assert!(!path.exists(), "socket removed");
         assert_eq!(locate(&[dir], "0-99.sock"), Located::Missing);
         assert!(StatsClient::connect(&path).is_err());
+    }
+
+    fn quick_server(dir: &Path, name: &str) -> StatsServer {
+        let source = Arc::new(Source {
+            mount: sample::mount(),
+            snapshot: Box::new(|| sample::snapshot(Duration::ZERO, 0)),
+        });
+        let limits = Limits {
+            stall: Duration::from_millis(100),
+        };
+        StatsServer::start_with(dir, name, source, limits).unwrap()
+    }
+
+    /// Asks on a new connection until the daemon has a slot for it (the limit is a safety net:
+    /// only a server that never lets a stalled client go gets near it).
+    fn ask_until_served(path: &Path) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            // Refused as busy: an error line, or a closed connection before the request is in.
+            match StatsClient::connect(path).and_then(|mut c| c.ask(Format::Json)) {
+                Ok(Ok(report)) => return report,
+                refused => assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "never served: {refused:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn stalled_clients_are_let_go_and_an_idle_watch_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("arsyncfs");
+        let server = quick_server(&dir, "0-97.sock");
+        let path = server.path().to_path_buf();
+        // A watch: one request, then idle for many stall limits, then the next.
+        let mut watch = StatsClient::connect(&path).unwrap();
+        watch.ask(Format::Json).unwrap().unwrap();
+        // Every other slot taken by clients that send nothing, or half a request.
+        let stalled: Vec<UnixStream> = (1..MAX_CONNECTIONS)
+            .map(|i| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                if i % 2 == 0 {
+                    std::io::Write::write_all(&mut s, b"js").unwrap();
+                }
+                s
+            })
+            .collect();
+        // A new client gets a slot once the stalled ones are let go.
+        assert!(ask_until_served(&path).ends_with("}\n"));
+        std::thread::sleep(Duration::from_millis(500));
+        let again = watch.ask(Format::Json).unwrap();
+        assert!(
+            again.is_ok_and(|r| r.ends_with("}\n")),
+            "the watch kept its connection"
+        );
+        // The stalled ones were closed by the server.
+        for mut s in stalled {
+            let mut rest = Vec::new();
+            assert!(s.read_to_end(&mut rest).is_ok_and(|_| rest.is_empty()));
+        }
+        drop(server);
+        assert!(!path.exists(), "socket removed when the server is dropped");
     }
 
     #[test]

@@ -8,10 +8,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Decision;
-use super::op::Op;
+use super::kind::FaultKind;
 use super::plan::{Fault, Plan};
 
-const OPS: usize = Op::ALL.len();
+const OPS: usize = FaultKind::ALL.len();
 const FAULTS: usize = Fault::ALL.len();
 
 /// A plan ready to decide, with its counters.
@@ -69,12 +69,13 @@ impl Injector {
     /// Decides for one operation of kind `op` whose data window is `len` bytes (0: no data); a
     /// short one keeps a multiple of `unit()` bytes (asked only then: O_DIRECT needs whole blocks).
     /// On a draining reactor thread the `drain` faults apply instead, if the plan has any.
-    pub fn decide(&self, op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
-        let op = if DRAINING.with(Cell::get) && !self.thresholds[Op::Drain.index()].is_empty() {
-            Op::Drain
-        } else {
-            op
-        };
+    pub fn decide(&self, op: FaultKind, len: usize, unit: impl FnOnce() -> usize) -> Decision {
+        let op =
+            if DRAINING.with(Cell::get) && !self.thresholds[FaultKind::Drain.index()].is_empty() {
+                FaultKind::Drain
+            } else {
+                op
+            };
         let rules = &self.thresholds[op.index()];
         if rules.is_empty() {
             return Decision::Pass;
@@ -103,7 +104,7 @@ impl Injector {
     /// The faults injected so far, for every fault the plan names.
     pub fn injected(&self) -> Injected {
         let mut counts = Vec::new();
-        for op in Op::ALL {
+        for op in FaultKind::ALL {
             for &(fault, _) in &self.thresholds[op.index()] {
                 let n = self.injected[op.index()][fault.index()].load(Ordering::Relaxed);
                 counts.push((format!("{}_{}", op.name(), fault.name()), n));
@@ -138,21 +139,36 @@ impl fmt::Debug for Injected {
 mod tests {
     use super::*;
 
-    fn run(spec: &str, op: Op, n: usize, len: usize) -> Vec<Decision> {
+    fn run(spec: &str, op: FaultKind, n: usize, len: usize) -> Vec<Decision> {
         let inj = Injector::new(&Plan::parse(spec).unwrap());
         (0..n).map(|_| inj.decide(op, len, || 1)).collect()
     }
 
     #[test]
     fn the_seed_decides_and_rates_hold_roughly() {
-        let a = run("seed=7,read=eio:0.1+short:0.2", Op::Read, 10_000, 4096);
+        let a = run(
+            "seed=7,read=eio:0.1+short:0.2",
+            FaultKind::Read,
+            10_000,
+            4096,
+        );
         assert_eq!(
             a,
-            run("seed=7,read=eio:0.1+short:0.2", Op::Read, 10_000, 4096)
+            run(
+                "seed=7,read=eio:0.1+short:0.2",
+                FaultKind::Read,
+                10_000,
+                4096
+            )
         );
         assert_ne!(
             a,
-            run("seed=8,read=eio:0.1+short:0.2", Op::Read, 10_000, 4096)
+            run(
+                "seed=8,read=eio:0.1+short:0.2",
+                FaultKind::Read,
+                10_000,
+                4096
+            )
         );
         let eio = a
             .iter()
@@ -174,7 +190,7 @@ mod tests {
         assert!(short.iter().all(|&n| (1..4096).contains(&n)));
         // Other kinds are untouched.
         assert!(
-            run("read=eio:1", Op::Write, 100, 10)
+            run("read=eio:1", FaultKind::Write, 100, 10)
                 .iter()
                 .all(|d| *d == Decision::Pass)
         );
@@ -183,18 +199,24 @@ mod tests {
     #[test]
     fn counts_what_it_injects_and_cannot_shorten_a_byte() {
         let inj = Injector::new(&Plan::parse("write=short:1,fsync=eio:1").unwrap());
-        assert_eq!(inj.decide(Op::Write, 1, || 1), Decision::Pass);
-        assert_eq!(inj.decide(Op::Write, 0, || 1), Decision::Pass);
-        assert!(matches!(inj.decide(Op::Write, 2, || 1), Decision::Short(1)));
-        assert_eq!(inj.decide(Op::Fsync, 0, || 1), Decision::Fail(libc::EIO));
+        assert_eq!(inj.decide(FaultKind::Write, 1, || 1), Decision::Pass);
+        assert_eq!(inj.decide(FaultKind::Write, 0, || 1), Decision::Pass);
+        assert!(matches!(
+            inj.decide(FaultKind::Write, 2, || 1),
+            Decision::Short(1)
+        ));
+        assert_eq!(
+            inj.decide(FaultKind::Fsync, 0, || 1),
+            Decision::Fail(libc::EIO)
+        );
         // Whole units only: 3 units of 4096 are cut to 1 or 2 units.
         for _ in 0..20 {
-            match inj.decide(Op::Write, 3 * 4096 + 7, || 4096) {
+            match inj.decide(FaultKind::Write, 3 * 4096 + 7, || 4096) {
                 Decision::Short(n) => assert!(n == 4096 || n == 8192, "{n}"),
                 d => panic!("{d:?}"),
             }
         }
-        assert_eq!(inj.decide(Op::Write, 8191, || 4096), Decision::Pass);
+        assert_eq!(inj.decide(FaultKind::Write, 8191, || 4096), Decision::Pass);
         let got = inj.injected();
         assert_eq!(
             format!("{got:?}"),
@@ -206,19 +228,25 @@ mod tests {
     fn a_draining_thread_gets_the_drain_faults() {
         let inj = Injector::new(&Plan::parse("read=short:1,drain=eio:1").unwrap());
         assert!(matches!(
-            inj.decide(Op::Read, 100, || 1),
+            inj.decide(FaultKind::Read, 100, || 1),
             Decision::Short(_)
         ));
         std::thread::scope(|s| {
             s.spawn(|| {
                 set_draining();
-                assert_eq!(inj.decide(Op::Read, 100, || 1), Decision::Fail(libc::EIO));
-                assert_eq!(inj.decide(Op::Fsync, 0, || 1), Decision::Fail(libc::EIO));
+                assert_eq!(
+                    inj.decide(FaultKind::Read, 100, || 1),
+                    Decision::Fail(libc::EIO)
+                );
+                assert_eq!(
+                    inj.decide(FaultKind::Fsync, 0, || 1),
+                    Decision::Fail(libc::EIO)
+                );
             });
         });
         // Only that thread drained.
         assert!(matches!(
-            inj.decide(Op::Read, 100, || 1),
+            inj.decide(FaultKind::Read, 100, || 1),
             Decision::Short(_)
         ));
         assert!(drains_started() >= 1);

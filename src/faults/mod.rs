@@ -13,9 +13,10 @@
 //! - **Metadata** (lookup, open, create, mkdir, link, unlink, rename, setattr, xattr, readdir) and
 //!   **flush**: decided at the backing system call of the operation, which then does not run; a
 //!   buffered write on the session thread (`--buffered-writes inline`) is a `write`.
-//! - **What programs see**: EINTR and, on the data path, EAGAIN are retried by the daemon (the
-//!   daemon's threads take no signals, so neither ever means anything to the program); EIO and
-//!   ENOSPC reach the program's system call (write, fsync, close, ...). A short read is continued
+//! - **What programs see**: EINTR and EAGAIN on the data path are retried by the daemon (the
+//!   daemon's threads take no signals, so neither means anything to the program); metadata calls
+//!   and closes are not retried, so the plan gives them neither; EIO and ENOSPC reach the program's
+//!   system call (write, fsync, close, ...). A short read is continued
 //!   until the request is filled or the file ends; a short write is continued, and when an error
 //!   stops it after some bytes the write answers the count written, as pwrite(2) does.
 //! - **Counts**: the daemon logs the faults injected per kind when it exits (`-v`), after its
@@ -23,13 +24,13 @@
 
 #[cfg(feature = "fault-injection")]
 mod injector;
-mod op;
+mod kind;
 #[cfg(feature = "fault-injection")]
 mod plan;
 
 #[cfg(feature = "fault-injection")]
 pub use injector::{Injected, drains_started};
-pub use op::Op;
+pub use kind::FaultKind;
 #[cfg(feature = "fault-injection")]
 pub use plan::{Plan, PlanError};
 
@@ -62,14 +63,14 @@ pub fn install(plan: &Plan) -> Result<(), PlanError> {
 
 /// Whether an operation of kind `op` without data (fsync, a metadata call, ...) runs.
 #[inline(always)]
-pub fn decide(op: Op) -> Decision {
+pub fn decide(op: FaultKind) -> Decision {
     decide_io(op, 0, || 1)
 }
 
 /// Whether the read or write of kind `op` about to run on a `len`-byte window runs, fails or runs
 /// short; a short one keeps a multiple of `unit()` bytes (asked only for a short one).
 #[cfg(feature = "fault-injection")]
-pub fn decide_io(op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
+pub fn decide_io(op: FaultKind, len: usize, unit: impl FnOnce() -> usize) -> Decision {
     match INJECTOR.get() {
         Some(injector) => injector.decide(op, len, unit),
         None => Decision::Pass,
@@ -78,7 +79,7 @@ pub fn decide_io(op: Op, len: usize, unit: impl FnOnce() -> usize) -> Decision {
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn decide_io(_op: Op, _len: usize, _unit: impl FnOnce() -> usize) -> Decision {
+pub fn decide_io(_op: FaultKind, _len: usize, _unit: impl FnOnce() -> usize) -> Decision {
     Decision::Pass
 }
 

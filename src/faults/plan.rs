@@ -2,14 +2,16 @@
 //!
 //! `seed=7,read=eio:0.05+short:0.1,write=short:0.1,fsync=eio:0.02,meta=eio:0.01,drain=eio:1`:
 //! comma-separated items, `seed=N` (default 1) and `OP=FAULT:RATE[+FAULT:RATE...]`, where OP is an
-//! operation kind (see [`Op`]), `meta` all the metadata kinds at once, or `drain` every data
+//! operation kind (see [`FaultKind`]), `meta` all the metadata kinds at once, or `drain` every data
 //! operation started while a reactor drains at shutdown; FAULT is `eio`, `enospc`, `eintr`,
-//! `eagain` or `short`; RATE the fraction of those operations that get it (0 < RATE <= 1, the
-//! rates of one OP adding up to at most 1). An OP given twice adds its faults.
+//! `eagain` or `short` (only `eio` for `close` and `drain`, `eintr` and `eagain` only on the data
+//! path, `short` only for `read` and `write`); RATE the fraction of those operations that get it
+//! (0 < RATE <= 1, the rates of one OP adding up to at most 1, and those of its `eintr` and
+//! `eagain`, which are retried, to less than 1). An OP given twice adds its faults.
 
 use std::fmt;
 
-use super::op::Op;
+use super::kind::FaultKind;
 
 /// What an injected fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +62,7 @@ impl Fault {
 /// One fault and the fraction of an operation kind's calls that get it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
-    pub op: Op,
+    pub op: FaultKind,
     pub fault: Fault,
     pub rate: f64,
 }
@@ -106,10 +108,10 @@ impl Plan {
                     .map_err(|_| PlanError(format!("seed '{value}': not a number")))?;
                 continue;
             }
-            let ops: Vec<Op> = if key == "meta" {
-                Op::META.to_vec()
+            let ops: Vec<FaultKind> = if key == "meta" {
+                FaultKind::META.to_vec()
             } else {
-                match Op::ALL.iter().find(|o| o.name() == key) {
+                match FaultKind::ALL.iter().find(|o| o.name() == key) {
                     Some(&op) => vec![op],
                     None => return err(format!("'{key}': not an operation kind")),
                 }
@@ -125,34 +127,46 @@ impl Plan {
     }
 
     fn add(&mut self, rule: Rule) -> Result<(), PlanError> {
-        let (op, fault) = (rule.op.name(), rule.fault.name());
+        let op = rule.op.name();
         match rule.fault {
             Fault::Short if !moves_data(rule.op) => {
                 return err(format!("{op}: moves no data, cannot be short"));
             }
-            Fault::Eagain if !retries_eagain(rule.op) => {
+            _ if answered_once(rule.op) && rule.fault != Fault::Eio => {
+                let fault = rule.fault.name();
                 return err(format!(
-                    "{op}=eagain: EAGAIN is retried only on the data path (read, write, fsync, \
-                     fallocate, drain)"
+                    "{op}={fault}: only eio: a close (which any operation of a draining reactor \
+                     may be) is made once and answered whatever it did"
                 ));
             }
-            Fault::Eintr if !retries_eintr(rule.op) => {
-                return err(format!("{op}=eintr: a close is never retried"));
-            }
-            Fault::Eintr | Fault::Eagain if rule.rate >= 1.0 => {
-                return err(format!("{op}={fault}:1 would be retried forever"));
+            Fault::Eintr | Fault::Eagain if !retried(rule.op) => {
+                let fault = rule.fault.name();
+                return err(format!(
+                    "{op}={fault}: only the data path (read, write, fsync, fallocate) retries \
+                     EINTR and EAGAIN; a metadata call or a close passes them on"
+                ));
             }
             _ => {}
         }
-        let total: f64 = self
-            .rules
-            .iter()
-            .filter(|r| r.op == rule.op)
-            .map(|r| r.rate)
-            .sum::<f64>()
-            + rule.rate;
+        let sum = |counted: fn(Fault) -> bool| -> f64 {
+            self.rules
+                .iter()
+                .chain([&rule])
+                .filter(|r| r.op == rule.op && counted(r.fault))
+                .map(|r| r.rate)
+                .sum()
+        };
+        let total = sum(|_| true);
         if total > 1.0 + 1e-9 {
             return err(format!("{op}: the rates add up to {total}, more than 1"));
+        }
+        // Every attempt would be interrupted, and retried: the request would never end.
+        let retried = sum(|f| matches!(f, Fault::Eintr | Fault::Eagain));
+        if retried >= 1.0 - 1e-9 {
+            return err(format!(
+                "{op}: eintr and eagain, which are retried, add up to {retried}: every attempt \
+                 would be retried forever"
+            ));
         }
         self.rules.push(rule);
         Ok(())
@@ -160,24 +174,26 @@ impl Plan {
 }
 
 /// Whether the operation moves data, so that it can be cut short.
-fn moves_data(op: Op) -> bool {
-    matches!(op, Op::Read | Op::Write | Op::Drain)
+fn moves_data(op: FaultKind) -> bool {
+    matches!(op, FaultKind::Read | FaultKind::Write)
 }
 
-/// Whether EAGAIN from the backing is retried for this kind: on the reactor's data path
-/// io_uring returns it only for a passing condition; a metadata call means it (an open with
-/// O_NONBLOCK of a file under a lease), so it goes to the program.
-fn retries_eagain(op: Op) -> bool {
+/// Whether the kind's faults may fall on the close of a backing file, whose answer (to a RELEASE)
+/// cannot be anything but what the close did, or an error: the `drain` faults fall on whatever
+/// a draining reactor runs, closes included.
+fn answered_once(op: FaultKind) -> bool {
+    matches!(op, FaultKind::Close | FaultKind::Drain)
+}
+
+/// Whether the daemon makes a call of this kind again after EINTR or EAGAIN: on the data path
+/// they only mean a passing condition. A metadata call is made once (local filesystems do not
+/// answer EINTR there, and EAGAIN means something: an O_NONBLOCK open of a file under a lease),
+/// and a close let go of the descriptor whatever it answered.
+fn retried(op: FaultKind) -> bool {
     matches!(
         op,
-        Op::Read | Op::Write | Op::Fsync | Op::Fallocate | Op::Drain
+        FaultKind::Read | FaultKind::Write | FaultKind::Fsync | FaultKind::Fallocate
     )
-}
-
-/// Whether an interrupted call can be made again: not a close, which let go of the
-/// descriptor whatever it answered.
-fn retries_eintr(op: Op) -> bool {
-    !matches!(op, Op::Close | Op::Flush)
 }
 
 fn parse_fault(part: &str) -> Result<(Fault, f64), PlanError> {
@@ -208,22 +224,22 @@ mod tests {
             p.rules,
             vec![
                 Rule {
-                    op: Op::Read,
+                    op: FaultKind::Read,
                     fault: Fault::Eio,
                     rate: 0.05
                 },
                 Rule {
-                    op: Op::Read,
+                    op: FaultKind::Read,
                     fault: Fault::Short,
                     rate: 0.1
                 },
                 Rule {
-                    op: Op::Write,
+                    op: FaultKind::Write,
                     fault: Fault::Short,
                     rate: 0.1
                 },
                 Rule {
-                    op: Op::Fsync,
+                    op: FaultKind::Fsync,
                     fault: Fault::Eio,
                     rate: 0.02
                 },
@@ -231,7 +247,7 @@ mod tests {
         );
         let meta = Plan::parse("meta=eio:0.5").unwrap();
         assert_eq!(meta.seed, 1);
-        assert_eq!(meta.rules.len(), Op::META.len());
+        assert_eq!(meta.rules.len(), FaultKind::META.len());
         assert!(Plan::parse("").unwrap().rules.is_empty());
     }
 
@@ -248,11 +264,22 @@ mod tests {
             "read=eio:0.6,read=short:0.6",
             "lookup=short:0.1",
             "mkdir=eagain:0.1",
+            "setattr=eintr:0.1",
+            "open=eintr:0.1",
+            "meta=eintr:0.1",
+            "flush=eagain:0.1",
             "close=eintr:0.1",
+            "close=enospc:0.1",
+            "drain=eintr:0.1",
+            "drain=eagain:0.1",
+            "drain=short:0.5",
             "read=eintr:1",
+            "read=eintr:0.5+eagain:0.5",
+            "write=eagain:0.7,write=eintr:0.3",
         ] {
             assert!(Plan::parse(bad).is_err(), "{bad} was accepted");
         }
         assert!(Plan::parse("drain=eio:1").is_ok());
+        assert!(Plan::parse("read=eintr:0.5+eagain:0.4+eio:0.1").is_ok());
     }
 }

@@ -11,7 +11,7 @@ use rustix::fs::{
 
 use super::injected::fault;
 use super::{OpResult, PassthroughFs, errno, proc_path};
-use crate::faults::Op;
+use crate::faults::FaultKind;
 
 /// What a setattr asks to change.
 pub(super) struct AttrChanges {
@@ -70,7 +70,7 @@ impl PassthroughFs {
         let file = ch.fh.and_then(|fh| self.handles.file(fh));
         let st = rustix::fs::fstat(&*fd).map_err(errno)?;
         let is_symlink = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
-        fault(Op::Setattr)?;
+        fault(FaultKind::Setattr)?;
 
         if let Some(mode) = ch.mode {
             let mode = Mode::from_raw_mode(mode & 0o7777);

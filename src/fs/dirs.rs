@@ -12,7 +12,7 @@ use super::handles::Handle;
 use super::injected::fault;
 use super::timed::Timed;
 use super::{OpResult, PassthroughFs, errno};
-use crate::faults::Op;
+use crate::faults::FaultKind;
 
 /// Attributes for `.` and `..` in a readdirplus reply: the kernel does not instantiate those, so only
 /// the number and type matter.
@@ -74,7 +74,7 @@ impl PassthroughFs {
         mut add: impl FnMut(&Entry) -> Fill,
     ) -> OpResult<()> {
         let stream = self.dir(fh)?;
-        fault(Op::Readdir)?;
+        fault(FaultKind::Readdir)?;
         let mut s = stream.lock().unwrap_or_else(|e| e.into_inner());
         s.seek(offset).map_err(errno)?;
         while let Some(entry) = s.next_entry() {

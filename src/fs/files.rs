@@ -20,7 +20,8 @@ use super::passthrough::{RegisterBacking, passthrough_fopen};
 use super::replies::{DoneReply, ReadReply, WriteReply};
 use super::timed::Timed;
 use super::{BufferedWrites, OpResult, PassthroughFs, check_name, errno, key_of, proc_path};
-use crate::faults::{self, Decision, Op};
+use crate::faults::{self, Decision, FaultKind};
+use crate::reactor::Retries;
 
 /// A new open file handle, as the kernel is told about it.
 pub(super) struct Opened {
@@ -33,17 +34,25 @@ pub(super) struct Opened {
 impl PassthroughFs {
     /// Opens a backing file with `flags` through `open`; when `O_NOATIME` (added for a noatime
     /// mount) is refused because the daemon neither owns the file nor has CAP_FOWNER, opens it
-    /// without, as open(2) callers do.
+    /// without, as open(2) callers do. A program's `O_NONBLOCK` applies to the open (a file under a
+    /// lease answers EWOULDBLOCK) and is then cleared: on a regular file it means nothing to
+    /// read(2) and write(2), but io_uring would take it as "never block" and may answer EAGAIN
+    /// where a blocking descriptor waits.
     pub(super) fn open_backing(
         flags: OFlags,
         open: impl Fn(OFlags) -> rustix::io::Result<OwnedFd>,
     ) -> rustix::io::Result<OwnedFd> {
-        match open(flags) {
+        let fd = match open(flags) {
             Err(rustix::io::Errno::PERM) if flags.contains(OFlags::NOATIME) => {
                 open(flags - OFlags::NOATIME)
             }
             r => r,
+        }?;
+        if flags.contains(OFlags::NONBLOCK) {
+            let now = rustix::fs::fcntl_getfl(&fd)?;
+            rustix::fs::fcntl_setfl(&fd, now - OFlags::NONBLOCK)?;
         }
+        Ok(fd)
     }
 
     /// The flags the backing file is opened with for the kernel's `flags`.
@@ -110,7 +119,7 @@ impl PassthroughFs {
     ) -> OpResult<Opened> {
         self.check_open_writable(flags)?;
         let fd = self.node_fd(ino)?;
-        fault(Op::Open)?;
+        fault(FaultKind::Open)?;
         let file = Self::open_backing(self.backing_open_flags(flags), |f| {
             rustix::fs::open(proc_path(&*fd).as_str(), f, Mode::empty())
         })
@@ -155,7 +164,7 @@ impl PassthroughFs {
         // caller asked for O_EXCL.
         let created = {
             let _as_caller = self.become_caller(&caller)?;
-            fault(Op::Create)?;
+            fault(FaultKind::Create)?;
             Self::open_backing(oflags | OFlags::CREATE | OFlags::EXCL, |f| {
                 rustix::fs::openat(&*pfd, name, f, perm)
             })
@@ -344,7 +353,7 @@ impl PassthroughFs {
         // Closing a duplicate makes filesystems that report write-back errors on close (NFS) report
         // them to this close(2), as a local close would.
         let file = self.file(fh)?;
-        fault(Op::Flush)?;
+        fault(FaultKind::Flush)?;
         let dup = file
             .as_fd()
             .try_clone_to_owned()
@@ -464,11 +473,13 @@ fn reads_update_atime(flags: i32) -> bool {
 
 /// Writes `data` at `offset` as pwrite(2) would for the caller: all of it, or, when an error stops
 /// it part way (ENOSPC, EFBIG), the count written so far, so that the error comes with the next write.
+/// EINTR and EAGAIN are retried as on the reactor ([`Retries`]).
 fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize> {
     let mut written = 0;
+    let mut retries = Retries::default();
     while written < data.len() {
         // In fault-injection builds: not run (an injected error), or run on part of the rest.
-        let end = match faults::decide_io(Op::Write, data.len() - written, || 1) {
+        let end = match faults::decide_io(FaultKind::Write, data.len() - written, || 1) {
             Decision::Pass => Ok(data.len()),
             Decision::Short(n) => Ok(written + n),
             Decision::Fail(e) => Err(std::io::Error::from_raw_os_error(e)),
@@ -477,8 +488,11 @@ fn write_at_most(file: &File, data: &[u8], offset: u64) -> std::io::Result<usize
             end.and_then(|end| file.write_at(&data[written..end], offset + written as u64));
         match result {
             Ok(0) => break,
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => {
+                retries.succeeded();
+                written += n;
+            }
+            Err(e) if retries.again(&e) => {}
             Err(e) if written == 0 => return Err(e),
             Err(_) => break,
         }

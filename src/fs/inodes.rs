@@ -129,6 +129,9 @@ struct Tables {
     next_serial: u64,
     /// Changes of default ACLs through the mount so far (see [`AclTicket`]).
     acl_changes: u64,
+    /// Nodes in `by_id` anchored by a pinned descriptor, counted as they come and go so that
+    /// [`InodeTable::stats`] need not walk the table under its lock.
+    pinned: usize,
 }
 
 /// Counters of the table.
@@ -189,6 +192,7 @@ impl InodeTable {
                 next_synthetic: SYNTHETIC_BASE,
                 next_serial: 1,
                 acl_changes: 0,
+                pinned: 1, // the root
             }),
             fds: Mutex::new(LruCache::new(
                 NonZeroUsize::new(max_fds.max(1)).expect("at least 1"),
@@ -385,6 +389,9 @@ impl InodeTable {
         if let Some(f) = t.forgotten.as_mut() {
             f.pop(&id);
         }
+        if matches!(anchor, Anchor::Pinned(_)) {
+            t.pinned += 1;
+        }
         t.by_id.insert(
             id,
             Node {
@@ -505,6 +512,9 @@ impl InodeTable {
                 serial,
                 ..
             } = t.by_id.remove(&id).expect("present");
+            if matches!(anchor, Anchor::Pinned(_)) {
+                t.pinned -= 1;
+            }
             // A retired node no longer owns its key (a newer node may have it).
             let current = t.by_key.get(&key) == Some(&id);
             if current {
@@ -606,14 +616,9 @@ impl InodeTable {
     /// Counters now.
     pub fn stats(&self) -> InodeStats {
         let t = self.lock();
-        let pinned = t
-            .by_id
-            .values()
-            .filter(|n| matches!(n.anchor, Anchor::Pinned(_)))
-            .count();
         InodeStats {
             nodes: t.by_id.len(),
-            pinned,
+            pinned: t.pinned,
             cached_fds: self.lock_fds().len(),
             forgotten: t.forgotten.as_ref().map_or(0, LruCache::len),
         }
@@ -955,8 +960,12 @@ mod tests {
         let rk = key(&root);
         let pinned = InodeTable::new(root, rk, None, 8, 4);
         let e = pinned.lookup(k, fd.try_clone().unwrap());
+        assert_eq!(pinned.lookup(k, fd.try_clone().unwrap()), e);
+        assert_eq!((pinned.stats().nodes, pinned.stats().pinned), (2, 1 + 1));
         pinned.forget(e.id, 1);
-        assert_eq!(pinned.stats().forgotten, 0);
+        assert_eq!(pinned.stats().pinned, 2, "one lookup left");
+        pinned.forget(e.id, 1);
+        assert_eq!((pinned.stats().forgotten, pinned.stats().pinned), (0, 1));
         assert_eq!(
             pinned.refind(e.id).unwrap_err().raw_os_error(),
             Some(libc::ESTALE)

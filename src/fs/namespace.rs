@@ -10,7 +10,7 @@ use super::creds::Caller;
 use super::injected::fault;
 use super::inodes::{DefaultAcl, EntryId};
 use super::{OpResult, PassthroughFs, check_name, errno};
-use crate::faults::Op;
+use crate::faults::FaultKind;
 
 impl PassthroughFs {
     pub(super) fn op_lookup(&self, parent: u64, name: &OsStr) -> OpResult<(EntryId, Stat)> {
@@ -19,7 +19,7 @@ impl PassthroughFs {
         match name.as_encoded_bytes() {
             b"." => self.lookup_self(parent),
             b".." => self.lookup_parent(parent),
-            _ => fault(Op::Lookup).and_then(|()| self.lookup_child(parent, name)),
+            _ => fault(FaultKind::Lookup).and_then(|()| self.lookup_child(parent, name)),
         }
     }
 
@@ -39,7 +39,7 @@ impl PassthroughFs {
         let parent_acl = self.inodes.default_acl(parent);
         {
             let _as_caller = self.become_caller(&caller)?;
-            fault(Op::Mkdir)?;
+            fault(FaultKind::Mkdir)?;
             rustix::fs::mkdirat(&*pfd, name, mode).map_err(errno)?;
         }
         let (entry, st) = self.created(parent, &pfd, name)?;
@@ -66,7 +66,7 @@ impl PassthroughFs {
         let perm = self.creation_mode(parent, &pfd, mode, &caller);
         {
             let _as_caller = self.become_caller(&caller)?;
-            fault(Op::Mkdir)?;
+            fault(FaultKind::Mkdir)?;
             rustix::fs::mknodat(&*pfd, name, kind, perm, rdev as u64).map_err(errno)?;
         }
         self.created(parent, &pfd, name)
@@ -84,7 +84,7 @@ impl PassthroughFs {
         let pfd = self.node_fd(parent)?;
         {
             let _as_caller = self.become_caller(&caller)?;
-            fault(Op::Mkdir)?;
+            fault(FaultKind::Mkdir)?;
             rustix::fs::symlinkat(target, &*pfd, name).map_err(errno)?;
         }
         self.created(parent, &pfd, name)
@@ -100,7 +100,7 @@ impl PassthroughFs {
         check_name(newname)?;
         let fd = self.node_fd(ino)?;
         let npfd = self.node_fd(newparent)?;
-        fault(Op::Link)?;
+        fault(FaultKind::Link)?;
         // AT_EMPTY_PATH links the very object the node holds (needs CAP_DAC_READ_SEARCH, which a
         // root daemon has); the procfs name is the fallback that works without it.
         let linked = rustix::fs::linkat(&*fd, "", &*npfd, newname, AtFlags::EMPTY_PATH);
@@ -129,7 +129,7 @@ impl PassthroughFs {
         } else {
             AtFlags::empty()
         };
-        fault(Op::Unlink)?;
+        fault(FaultKind::Unlink)?;
         rustix::fs::unlinkat(&*pfd, name, flags).map_err(errno)
     }
 
@@ -147,7 +147,7 @@ impl PassthroughFs {
         let pfd = self.node_fd(parent)?;
         let npfd = self.node_fd(newparent)?;
         let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
-        fault(Op::Rename)?;
+        fault(FaultKind::Rename)?;
         rustix::fs::renameat_with(&*pfd, name, &*npfd, newname, flags).map_err(errno)?;
         // A symlink keeps its node across a rename: remember its new name (for xattrs). Only an
         // exchange leaves something under the old name.

@@ -16,7 +16,7 @@ use rustix::fs::{AtFlags, XattrFlags};
 use super::creds::{Caller, has_cap_sys_admin, in_group};
 use super::injected::fault;
 use super::{OpResult, PassthroughFs, errno, key_of, proc_path};
-use crate::faults::Op;
+use crate::faults::FaultKind;
 
 /// The xattr that holds a directory's default ACL.
 pub(super) const DEFAULT_ACL: &str = "system.posix_acl_default";
@@ -65,7 +65,7 @@ impl PassthroughFs {
 
     pub(super) fn op_getxattr(&self, ino: u64, name: &OsStr, size: u32) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
-        fault(Op::Xattr)?;
+        fault(FaultKind::Xattr)?;
         let p = t.path.as_path();
         if size == 0 {
             let n = if t.symlink {
@@ -97,7 +97,7 @@ impl PassthroughFs {
         caller: &Caller,
     ) -> OpResult<XattrReply> {
         let t = self.xattr_target(ino)?;
-        fault(Op::Xattr)?;
+        fault(FaultKind::Xattr)?;
         if !has_cap_sys_admin(caller.pid, caller.uid) {
             let list = without_trusted(&Self::whole_list(&t)?);
             return match size {
@@ -167,7 +167,7 @@ impl PassthroughFs {
         self.check_writable()?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
         let t = self.xattr_target(ino)?;
-        fault(Op::Xattr)?;
+        fault(FaultKind::Xattr)?;
         let set = if t.symlink {
             rustix::fs::lsetxattr(t.path.as_path(), name, value, flags)
         } else {
@@ -198,7 +198,7 @@ impl PassthroughFs {
     pub(super) fn op_removexattr(&self, ino: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let t = self.xattr_target(ino)?;
-        fault(Op::Xattr)?;
+        fault(FaultKind::Xattr)?;
         let removed = if t.symlink {
             rustix::fs::lremovexattr(t.path.as_path(), name)
         } else {

@@ -13,7 +13,7 @@ use super::request::{
     shutdown_error,
 };
 use super::shared::{Message, Shared};
-use crate::faults::{self, Decision, Op};
+use crate::faults::{self, Decision, FaultKind};
 
 /// Counters of the reactor, as seen at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +29,11 @@ pub struct ReactorStats {
     /// turn, is what is shown; a request is one operation or more, so it is about a lower bound of
     /// operations per `io_uring_enter`.
     pub turns: u64,
+    /// Requests put in the reactors' channels, and answered by the reactors: equal once they
+    /// drained, if each got its answer (requests answered by their sender, as at shutdown, count
+    /// in neither).
+    pub sent: u64,
+    pub answered: u64,
     /// Requests sent and not answered yet.
     pub unanswered: usize,
     /// Times the reactor went to sleep with nothing to do.
@@ -52,6 +57,8 @@ impl ReactorStats {
             buffer_limit: self.buffer_limit + other.buffer_limit,
             received: self.received + other.received,
             turns: self.turns + other.turns,
+            sent: self.sent + other.sent,
+            answered: self.answered + other.answered,
             unanswered: self.unanswered + other.unanswered,
             sleeps: self.sleeps + other.sleeps,
             wakeups: self.wakeups + other.wakeups,
@@ -105,10 +112,10 @@ impl<C: Completions> ReactorHandle<C> {
             // the ring below lets a reactor that waits for that buffer see it.
             drop(req);
         } else {
-            shared.unanswered.fetch_add(1, Ordering::AcqRel);
+            shared.sent.fetch_add(1, Ordering::Relaxed);
             if let Err(refused) = lane.tx.send(Message::Work(req)) {
                 drop(refused);
-                shared.unanswered.fetch_sub(1, Ordering::AcqRel);
+                shared.sent.fetch_sub(1, Ordering::Relaxed);
             }
         }
         shared.bell.ring();
@@ -201,7 +208,7 @@ impl<C: Completions> ReactorHandle<C> {
         match Arc::try_unwrap(file) {
             Ok(file) => {
                 drop(file);
-                done.complete(match faults::decide(Op::Close) {
+                done.complete(match faults::decide(FaultKind::Close) {
                     Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
                     _ => Ok(()),
                 });
@@ -233,12 +240,17 @@ impl<C: Completions> ReactorHandle<C> {
             .iter()
             .map(|lane| {
                 let c = &lane.shared.counters;
+                // `answered` first, as in `Shared::unanswered`.
+                let answered = c.answered.load(Ordering::Acquire);
+                let sent = lane.shared.sent.load(Ordering::Acquire);
                 ReactorStats {
                     pool: lane.shared.pool.stats(),
                     buffer_limit: lane.shared.pool.max_buffers(),
                     received: c.received.load(Ordering::Relaxed),
                     turns: c.turns.load(Ordering::Relaxed),
-                    unanswered: lane.shared.unanswered.load(Ordering::Relaxed),
+                    sent,
+                    answered,
+                    unanswered: sent.saturating_sub(answered) as usize,
                     sleeps: c.sleeps.load(Ordering::Relaxed),
                     wakeups: lane.shared.bell.rings(),
                     buffer_waits: c.buffer_waits.load(Ordering::Relaxed),

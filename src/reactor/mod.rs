@@ -11,6 +11,7 @@
 //!   to sleep; `slots` holds its request futures, `serve` serves one request.
 //! - `config`, `pool`, `request`, `doorbell`, `shared`: sizes, buffers, requests and their
 //!   completions, the wake-up, and what senders share with the reactor thread.
+//! - `retry`: which failed calls are made again, and how many times in a row.
 //!
 //! See docs/reactor.md for the design, the measurements and the profile.
 
@@ -19,6 +20,7 @@ mod doorbell;
 mod handle;
 mod pool;
 mod request;
+mod retry;
 mod runtime;
 mod scheduler;
 mod serve;
@@ -31,8 +33,6 @@ pub use config::ReactorConfig;
 pub use handle::{ReactorHandle, ReactorStats};
 pub(crate) use pool::ALIGN;
 pub use pool::PoolStats;
-pub use request::{
-    BackingFile, Completions, DoneCompletion, ReadCompletion, RequestCounts, WriteCompletion,
-    request_counts,
-};
+pub use request::{BackingFile, Completions, DoneCompletion, ReadCompletion, WriteCompletion};
+pub(crate) use retry::Retries;
 pub use thread::Reactor;

@@ -8,7 +8,6 @@
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::pool::PoolBuf;
 
@@ -51,41 +50,6 @@ fn guarded(f: impl FnOnce()) {
 /// Holds a completion until it is answered; answers `ESHUTDOWN` if dropped unanswered.
 pub struct Pending<T: AnswerOnDrop>(Option<T>);
 
-/// A counter on a cache line of its own (senders count one, the reactors the other).
-#[repr(align(128))]
-struct Counter(AtomicU64);
-
-/// Requests made (every [`Pending`] created) and answered (each answered once, by its completion or
-/// by its `Drop`), in this process.
-static SENT: Counter = Counter(AtomicU64::new(0));
-static ANSWERED: Counter = Counter(AtomicU64::new(0));
-
-/// How many requests were sent to the reactors and how many answered, in this process: equal once
-/// the reactors drained, if every request was answered exactly once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestCounts {
-    pub sent: u64,
-    pub answered: u64,
-}
-
-/// The request counts now.
-pub fn request_counts() -> RequestCounts {
-    // `answered` first: read after it, `sent` is never behind it for requests already answered.
-    let answered = ANSWERED.0.load(Ordering::Acquire);
-    RequestCounts {
-        sent: SENT.0.load(Ordering::Acquire),
-        answered,
-    }
-}
-
-fn count_sent() {
-    SENT.0.fetch_add(1, Ordering::Release);
-}
-
-fn count_answered() {
-    ANSWERED.0.fetch_add(1, Ordering::Release);
-}
-
 /// Completions that can be answered with an error from `Drop`.
 pub trait AnswerOnDrop: Send + 'static {
     fn answer_error(self, error: io::Error);
@@ -114,14 +78,11 @@ pub struct UnitDone<T>(T);
 
 impl<T: AnswerOnDrop> Pending<T> {
     fn wrap(done: T) -> Self {
-        count_sent();
         Pending(Some(done))
     }
 
     fn take(&mut self) -> T {
-        let done = self.0.take().expect("a completion answered twice");
-        count_answered();
-        done
+        self.0.take().expect("a completion answered twice")
     }
 }
 
@@ -158,7 +119,6 @@ impl<T: DoneCompletion> Pending<UnitDone<T>> {
 impl<T: AnswerOnDrop> Drop for Pending<T> {
     fn drop(&mut self) {
         if let Some(done) = self.0.take() {
-            count_answered();
             guarded(move || done.answer_error(shutdown_error()));
         }
     }

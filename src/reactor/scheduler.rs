@@ -47,9 +47,9 @@ pub(super) async fn run<C: Completions>(
 ) {
     let mut scheduler = Scheduler::new(rx, shared, config, serve::<C>);
     poll_fn(|cx| scheduler.poll(cx)).await;
-    // Dropping the scheduler's `rx` now discards anything sent in the last instant; each such
-    // request answers ESHUTDOWN from its `Drop` (and gives back its buffer), and later sends fail
-    // the same way.
+    scheduler.discard_the_rest();
+    // Dropping the scheduler's `rx` now discards anything sent since, in the last instant; each
+    // such request answers ESHUTDOWN from its `Drop`, uncounted, and later sends fail the same way.
 }
 
 /// The state of the reactor's task between its polls. `S` starts serving one request (`serve`);
@@ -112,7 +112,7 @@ where
             let completed = self.poll_completed();
             let served = self.serve_waiters();
             let received = self.admit_from_channel();
-            self.ledger.settle(&self.shared);
+            self.local.answered += self.ledger.settle(&self.shared);
 
             if self.admitted >= MAX_BATCH {
                 // Let the driver submit this batch, then come straight back for more.
@@ -274,6 +274,18 @@ where
         }
     }
 
+    /// After draining: requests still in the channel (sent after the last look at it) are
+    /// dropped, which answers them ESHUTDOWN and gives back their buffers, and counted as answered.
+    fn discard_the_rest(&mut self) {
+        for message in self.rx.try_iter() {
+            if let Message::Work(req) = message {
+                drop(req);
+                self.local.answered += 1;
+            }
+        }
+        self.local.publish(&self.shared.counters);
+    }
+
     /// Stopping, and every request taken has been answered.
     fn drained(&self) -> bool {
         self.stopping
@@ -345,8 +357,8 @@ struct Ledger {
     /// of these (`recycled`) before asking the pool.
     returned: Vec<PoolBuf>,
     recycled: u64,
-    /// Requests answered in this pass, for `Shared::unanswered`.
-    answered: usize,
+    /// Requests answered in this pass.
+    answered: u64,
 }
 
 impl Ledger {
@@ -380,17 +392,14 @@ impl Ledger {
         }
     }
 
-    /// Ends a pass: buffers nobody took go back to the pool, all at once, and the requests
-    /// answered stop counting as unanswered.
-    fn settle(&mut self, shared: &Shared) {
+    /// Ends a pass: buffers nobody took go back to the pool, all at once; returns the requests
+    /// answered in the pass.
+    fn settle(&mut self, shared: &Shared) -> u64 {
         if !self.returned.is_empty() || self.recycled > 0 {
             shared.pool.put_all(&mut self.returned, self.recycled);
             self.recycled = 0;
         }
-        if self.answered > 0 {
-            shared.unanswered.fetch_sub(self.answered, Ordering::AcqRel);
-            self.answered = 0;
-        }
+        std::mem::take(&mut self.answered)
     }
 }
 
@@ -402,6 +411,7 @@ struct Local {
     turns: u64,
     sleeps: u64,
     buffer_waits: u64,
+    answered: u64,
 }
 
 impl Local {
@@ -410,6 +420,8 @@ impl Local {
         c.turns.store(self.turns, Ordering::Relaxed);
         c.sleeps.store(self.sleeps, Ordering::Relaxed);
         c.buffer_waits.store(self.buffer_waits, Ordering::Relaxed);
+        // Release: a reader that sees a request answered sees it counted as sent.
+        c.answered.store(self.answered, Ordering::Release);
     }
 }
 
@@ -420,7 +432,6 @@ mod tests {
     #[test]
     fn a_read_takes_a_buffer_given_back_in_the_same_pass_before_the_pool() {
         let shared = Shared::new(BufferPool::new(2, 4096));
-        shared.unanswered.store(3, Ordering::Relaxed);
         let mut ledger = Ledger::new(2);
         let first = shared.pool.try_take().unwrap();
         let second = shared.pool.try_take().unwrap();
@@ -448,8 +459,7 @@ mod tests {
         ledger.finished(None);
         ledger.finished(Some(second));
         assert_eq!((ledger.others, ledger.answered), (0, 3));
-        ledger.settle(&shared);
-        assert_eq!(shared.unanswered.load(Ordering::Relaxed), 0);
+        assert_eq!(ledger.settle(&shared), 3, "answered in the pass");
         assert_eq!(
             (ledger.recycled, ledger.returned.len(), ledger.answered),
             (0, 0, 0)

@@ -21,7 +21,8 @@ use super::pool::PoolBuf;
 use super::request::{
     BackingFile, Completions, PendingDone, PendingRead, PendingWrite, Request, Shortfall,
 };
-use crate::faults::{self, Decision, Op};
+use super::retry::Retries;
+use crate::faults::{self, Decision, FaultKind};
 use crate::sys::uring::{Fallocate, OwnedIo};
 
 /// Serves `req`; returns the pool buffer it used, if any, once every operation on it has completed.
@@ -51,7 +52,10 @@ pub(crate) async fn serve<C: Completions>(
             datasync,
             done,
         } => {
-            let res = until_done(Op::Fsync, || submit(Sync::new(file.clone(), datasync))).await;
+            let res = until_done(FaultKind::Fsync, || {
+                submit(Sync::new(file.clone(), datasync))
+            })
+            .await;
             done.complete(res.map(drop));
             None
         }
@@ -62,7 +66,7 @@ pub(crate) async fn serve<C: Completions>(
             len,
             done,
         } => {
-            let res = until_done(Op::Fallocate, || {
+            let res = until_done(FaultKind::Fallocate, || {
                 submit(Fallocate::new(file.clone(), mode, offset, len))
             })
             .await;
@@ -76,24 +80,22 @@ pub(crate) async fn serve<C: Completions>(
     }
 }
 
-fn is_retryable(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN))
-}
-
 /// Runs an operation without data (fsync, fallocate) of kind `kind` again while it is interrupted
 /// (EINTR, EAGAIN: they mean nothing to the program, whose request it is, and are retried like a
-/// read's or a write's). In fault-injection builds a fault may replace an attempt (not submitted).
-async fn until_done<O, F>(kind: Op, mut run: impl FnMut() -> F) -> io::Result<usize>
+/// read's or a write's, see [`Retries`]). In fault-injection builds a fault may replace an attempt
+/// (not submitted).
+async fn until_done<O, F>(kind: FaultKind, mut run: impl FnMut() -> F) -> io::Result<usize>
 where
     F: Future<Output = BufResult<usize, O>>,
 {
+    let mut retries = Retries::default();
     loop {
         let res = match faults::decide(kind) {
             Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
             _ => run().await.0,
         };
         match res {
-            Err(e) if is_retryable(&e) => continue,
+            Err(e) if retries.again(&e) => continue,
             res => return res,
         }
     }
@@ -117,8 +119,8 @@ async fn issue(
     window: Range<usize>,
 ) -> (io::Result<usize>, BackingFile, Vec<u8>) {
     let kind = match way {
-        Way::Read => Op::Read,
-        Way::Write => Op::Write,
+        Way::Read => FaultKind::Read,
+        Way::Write => FaultKind::Write,
     };
     let window = match faults::decide_io(kind, window.len(), || io_unit(&file)) {
         Decision::Pass => window,
@@ -145,7 +147,10 @@ fn io_unit(file: &BackingFile) -> usize {
 /// Reads up to `len` bytes. A short read is continued until `len` bytes or end of file, because FUSE
 /// takes a short reply for end of file. For the same reason an error after some bytes arrived is
 /// answered as the error, not as those bytes: the kernel would take them for the end of the file
-/// (and shrink the size it caches), and the program would read a truncated file.
+/// (and shrink the size it caches), and the program would read a truncated file. On an O_DIRECT
+/// descriptor a short read that ends off a block boundary ended at the end of the file: it is not
+/// continued, since a read there would start unaligned (filesystems on fs/direct-io.c answer it
+/// EINVAL, not 0).
 async fn read<C: Completions>(
     file: BackingFile,
     offset: u64,
@@ -161,14 +166,22 @@ async fn read<C: Completions>(
     let mut file = file;
     let mut filled = 0;
     let mut error = None;
+    let mut retries = Retries::default();
     while filled < len {
         let window = shape.window(filled, len);
         let res;
         (res, file, vec) = issue(Way::Read, file, offset + filled as u64, vec, window).await;
         match res {
             Ok(0) => break,
-            Ok(n) => filled += n.min(len - filled),
-            Err(e) if is_retryable(&e) => continue,
+            Ok(n) => {
+                retries.succeeded();
+                filled += n.min(len - filled);
+                let end = offset + filled as u64;
+                if filled < len && direct_read_ended(end, || io_unit(&file)) {
+                    break;
+                }
+            }
+            Err(e) if retries.again(&e) => continue,
             Err(e) => {
                 error = Some(e);
                 break;
@@ -184,6 +197,13 @@ async fn read<C: Completions>(
     buf
 }
 
+/// Whether a read that came back short at file offset `end` reached the end of the file, as far as
+/// `unit()` (the descriptor's I/O granularity, asked only for an `end` off a block boundary) tells:
+/// an O_DIRECT read moves whole blocks except at the end of the file.
+fn direct_read_ended(end: u64, unit: impl FnOnce() -> usize) -> bool {
+    !end.is_multiple_of(super::pool::ALIGN as u64) && unit() > 1
+}
+
 /// Writes all of `buf`'s data, continuing short writes; an error that stops it is answered, or with
 /// `Shortfall::Short` after some data was written, the count written.
 async fn write<C: Completions>(
@@ -197,6 +217,7 @@ async fn write<C: Completions>(
     let (mut vec, shape) = buf.lend();
     let mut file = file;
     let mut written = 0;
+    let mut retries = Retries::default();
     let result = loop {
         if written == total {
             break Ok(total);
@@ -207,8 +228,11 @@ async fn write<C: Completions>(
         match res {
             Ok(0) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => written += n.min(total - written),
-            Err(e) if is_retryable(&e) => continue,
+            Ok(n) => {
+                retries.succeeded();
+                written += n.min(total - written);
+            }
+            Err(e) if retries.again(&e) => continue,
             Err(_) if written > 0 && shortfall == Shortfall::Short => break Ok(written),
             Err(e) => break Err(e),
         }
@@ -225,12 +249,30 @@ async fn close<C: Completions>(file: BackingFile, done: PendingDone<C>) {
             let BufResult(res, _) = submit(CloseFile::new(OwnedFd::from(file))).await;
             // A close always runs (the descriptor is gone whatever it answers); a fault replaces
             // its answer.
-            let res = match faults::decide(Op::Close) {
+            let res = match faults::decide(FaultKind::Close) {
                 Decision::Fail(e) => Err(io::Error::from_raw_os_error(e)),
                 _ => res.map(drop),
             };
             done.complete(res);
         }
         Err(_shared) => done.complete(Ok(())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::pool::ALIGN;
+
+    #[test]
+    fn a_direct_read_short_off_a_block_boundary_ended_at_the_end_of_the_file() {
+        let direct = || ALIGN;
+        assert!(direct_read_ended(5000, direct));
+        assert!(direct_read_ended(ALIGN as u64 + 1, direct));
+        // Whole blocks: an injected short read, or the file ends on a boundary (the next read says).
+        assert!(!direct_read_ended(2 * ALIGN as u64, direct));
+        // A buffered descriptor reads from anywhere; the granularity is not even asked for then.
+        assert!(!direct_read_ended(5000, || 1));
+        assert!(!direct_read_ended(ALIGN as u64, || panic!("asked")));
     }
 }

@@ -99,8 +99,8 @@ impl<C: Completions> Reactor<C> {
             self.handle
                 .lanes
                 .iter()
-                .map(|l| l.shared.unanswered.load(Ordering::Acquire))
-                .sum::<usize>()
+                .map(|l| l.shared.unanswered())
+                .sum::<u64>()
         };
         while unanswered() > 0 {
             if start.elapsed() >= limit {

@@ -140,13 +140,15 @@ impl Harness {
         done(one(&rx))
     }
 
-    /// Shuts the reactor down and checks that the pool got every buffer back.
+    /// Shuts the reactor down and checks that the pool got every buffer back and that the reactor
+    /// answered every request it was sent.
     pub fn finish(mut self) -> ReactorStats {
         if let Some(r) = self.reactor.take() {
             r.shutdown();
         }
         let stats = self.h.stats();
         assert_pool_clean(&stats);
+        assert_eq!(stats.sent, stats.answered, "{stats:?}");
         stats
     }
 }

@@ -1,15 +1,12 @@
 //! Errors counted by (operation, errno) without a lock: a small open-addressing table of atomics in
-//! which each slot holds its key in the top bits and its count in the low bits, so that claiming a
-//! slot and counting in it are each one atomic operation. Errors past its capacity (which takes
-//! many different errnos) are counted together.
+//! which each slot is a key word and a count word, so that claiming a slot and counting in it are
+//! each one atomic operation, and no count can ever run into its key. Errors past its capacity
+//! (which takes many different errnos) are counted together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots of one table; each (operation, errno) pair seen takes one.
 const SLOTS: usize = 64;
-/// Low bits of a slot that count; the bits above hold the key.
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 /// Errno values are kept below this (Linux's are below 150).
 const ERRNO_LIMIT: i32 = 1 << 12;
 /// Operations are numbered below this.
@@ -24,7 +21,10 @@ pub struct ErrnoCount {
 }
 
 pub struct ErrnoCounts {
-    slots: [AtomicU64; SLOTS],
+    /// The key of each slot (0: free), set once.
+    keys: [AtomicU64; SLOTS],
+    /// The count of each slot's key; a slot's key is claimed before its first count.
+    counts: [AtomicU64; SLOTS],
     /// Errors that found no free slot.
     overflow: AtomicU64,
 }
@@ -32,7 +32,8 @@ pub struct ErrnoCounts {
 impl Default for ErrnoCounts {
     fn default() -> Self {
         ErrnoCounts {
-            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            keys: std::array::from_fn(|_| AtomicU64::new(0)),
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
             overflow: AtomicU64::new(0),
         }
     }
@@ -51,22 +52,22 @@ impl ErrnoCounts {
         let key = key(op, errno);
         let start = (key as usize).wrapping_mul(0x9e37_79b9) % SLOTS;
         for i in 0..SLOTS {
-            let slot = &self.slots[(start + i) % SLOTS];
-            let mut now = slot.load(Ordering::Relaxed);
+            let slot = (start + i) % SLOTS;
+            let mut now = self.keys[slot].load(Ordering::Relaxed);
             if now == 0 {
-                match slot.compare_exchange(
+                // Another thread may claim it meanwhile, maybe for this very key.
+                now = match self.keys[slot].compare_exchange(
                     0,
-                    key << COUNT_BITS | 1,
+                    key,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return,
-                    // Another thread claimed it meanwhile, maybe for this very key.
-                    Err(taken) => now = taken,
-                }
+                    Ok(_) => key,
+                    Err(taken) => taken,
+                };
             }
-            if now >> COUNT_BITS == key {
-                slot.fetch_add(1, Ordering::Relaxed);
+            if now == key {
+                self.counts[slot].fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
@@ -76,14 +77,14 @@ impl ErrnoCounts {
     /// Adds this table's counts into `into` (one entry per (op, errno)); returns the errors that
     /// found no slot.
     pub fn add_to(&self, into: &mut Vec<ErrnoCount>) -> u64 {
-        for slot in &self.slots {
-            let v = slot.load(Ordering::Relaxed);
-            if v == 0 {
+        for (key, count) in self.keys.iter().zip(&self.counts) {
+            let (key, count) = (key.load(Ordering::Relaxed), count.load(Ordering::Relaxed));
+            // A slot claimed a moment ago may not have its first count yet.
+            if key == 0 || count == 0 {
                 continue;
             }
-            let key = (v >> COUNT_BITS) - 1;
+            let key = key - 1;
             let (op, errno) = ((key >> 12) as usize, (key & 0xfff) as i32);
-            let count = v & COUNT_MASK;
             match into.iter_mut().find(|e| e.op == op && e.errno == errno) {
                 Some(e) => e.count += count,
                 None => into.push(ErrnoCount { op, errno, count }),
@@ -138,6 +139,24 @@ mod tests {
                     count: 1
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_count_past_40_bits_keeps_its_key() {
+        let t = ErrnoCounts::default();
+        t.record(3, libc::ENOENT);
+        let slot = t.counts.iter().position(|c| c.load(Ordering::Relaxed) == 1);
+        t.counts[slot.unwrap()].store((1 << 40) - 1, Ordering::Relaxed);
+        t.record(3, libc::ENOENT);
+        let (v, _) = counts(&t);
+        assert_eq!(
+            v,
+            vec![ErrnoCount {
+                op: 3,
+                errno: libc::ENOENT,
+                count: 1 << 40
+            }]
         );
     }
 
