@@ -8,6 +8,8 @@
 
 #[path = "common/integrity_model.rs"]
 mod integrity_model;
+#[path = "common/mapping.rs"]
+mod mapping;
 #[path = "common/mount.rs"]
 mod mount;
 #[path = "common/rng.rs"]
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use integrity_model::AlignedBuf;
+use mapping::Mapping;
 use mount::{Mounted, Signal, logged_value};
 
 const MIB: usize = 1 << 20;
@@ -89,35 +92,9 @@ fn data_workload(view: &Path, backing: &Path, data: &[u8]) {
 
 /// Maps `len` bytes of `f` shared, hands them to `use_it`, then msyncs and unmaps.
 fn map_shared(f: &File, len: usize, use_it: impl FnOnce(&mut [u8])) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of `len` bytes of an open file, at an address the kernel
-    // picks; nothing else in this process refers to it.
-    #[allow(unsafe_code)]
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(
-        ptr,
-        libc::MAP_FAILED,
-        "mmap: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: the mapping is `len` bytes, readable and writable, and outlives this slice (it is
-    // unmapped below, after `use_it` returned).
-    #[allow(unsafe_code)]
-    use_it(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) });
-    // SAFETY: syncs and unmaps exactly the mapping made above; no slice of it is left.
-    #[allow(unsafe_code)]
-    let (synced, unmapped) =
-        unsafe { (libc::msync(ptr, len, libc::MS_SYNC), libc::munmap(ptr, len)) };
-    assert_eq!((synced, unmapped), (0, 0), "msync/munmap");
+    let mut mapping = Mapping::new(f, len).expect("mmap");
+    use_it(mapping.bytes());
+    mapping.msync().expect("msync");
 }
 
 /// With --passthrough no read or write reaches the daemon (it only sees the opens); without it

@@ -46,67 +46,10 @@ pub const ALIGN: u64 = 4096;
 /// Most times one operation is tried while it keeps failing with a tolerated error.
 const MAX_TRIES: u32 = 1000;
 
-// ---------------------------------------------------------------------------------------------
-// A shared writable mapping
-
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(f: &File, len: usize) -> std::io::Result<Mapping> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a fresh shared mapping of `len` bytes of an open file, at an address the kernel
-        // picks; nothing else refers to that memory.
-        #[allow(unsafe_code)]
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Mapping { ptr, len })
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` readable and writable bytes that live as long as `self`, and
-        // the only slice of it is this one, borrowed from `&mut self`. Only bytes below the file
-        // size are touched (the caller maps exactly the file's size), so no SIGBUS.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len)
-        }
-    }
-
-    fn msync(&self) -> std::io::Result<()> {
-        // SAFETY: syncs exactly the mapping this value owns.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::msync(self.ptr, self.len, libc::MS_SYNC) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping this value owns; no slice of it outlives `self`.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::munmap(self.ptr, self.len);
-        }
-    }
-}
+// A shared writable mapping (common/mapping.rs)
+#[path = "mapping.rs"]
+mod mapping;
+use mapping::Mapping;
 
 // ---------------------------------------------------------------------------------------------
 // The exerciser
