@@ -16,7 +16,7 @@
 //! owner may use, and as a user it needs `user_allow_other` in /etc/fuse.conf.
 
 use std::ffi::OsString;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
@@ -38,10 +38,11 @@ pub struct Watcher {
 /// Starts the watcher of the mount `mount_id` at `mountpoint` (canonical); its messages go to
 /// `stderr`.
 pub fn start(mountpoint: &Path, mount_id: u64, stderr: Stdio) -> io::Result<Watcher> {
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    // /proc/self/exe: still this binary when install.sh has replaced the file meanwhile.
+    let mut child = Command::new("/proc/self/exe")
         .arg(WATCHER_FLAG)
         .arg(mount_id.to_string())
+        .arg(std::process::id().to_string())
         .arg(mountpoint)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -58,21 +59,27 @@ pub fn start(mountpoint: &Path, mount_id: u64, stderr: Stdio) -> io::Result<Watc
 
 /// Runs the watcher (`args`: what follows [`WATCHER_FLAG`]); returns the exit code.
 pub fn run_watcher(args: &[OsString]) -> i32 {
-    let (Some(id), Some(mountpoint), None) = (
-        args.first()
-            .and_then(|a| a.to_str())
-            .and_then(|a| a.parse::<u64>().ok()),
-        args.get(1).map(PathBuf::from),
-        args.get(2),
+    let number = |i: usize| args.get(i).and_then(|a| a.to_str()?.parse::<u64>().ok());
+    let (Some(id), Some(daemon), Some(mountpoint), None) = (
+        number(0),
+        number(1),
+        args.get(2).map(PathBuf::from),
+        args.get(3),
     ) else {
-        eprintln!("arsyncfs: error: {WATCHER_FLAG} takes a mount id and a mountpoint");
+        say(format_args!(
+            "arsyncfs: error: {WATCHER_FLAG} takes a mount id, the daemon's pid and a mountpoint"
+        ));
         return 2;
     };
     // Pending for ever: only the end of the daemon ends the watcher (SIGKILL aside).
     if let Err(e) = signals::block() {
-        eprintln!("arsyncfs: auto_unmount watcher: cannot block signals: {e}");
+        say(format_args!(
+            "arsyncfs: auto_unmount watcher: cannot block signals: {e}"
+        ));
     }
-    let daemon = rustix::process::getppid();
+    // The daemon's pid comes from the daemon: read here, it would be the reaper's if the daemon
+    // died before the watcher got this far.
+    let daemon = rustix::process::Pid::from_raw(daemon as i32);
     let mut stdin = io::stdin().lock();
     let mut buf = [0u8; 64];
     loop {
@@ -101,14 +108,22 @@ pub fn run_watcher(args: &[OsString]) -> i32 {
         Err(_) => false,
     };
     if detached {
-        eprintln!("arsyncfs: the daemon serving {shown} is gone: detached its dead mount");
+        say(format_args!(
+            "arsyncfs: the daemon serving {shown} is gone: detached its dead mount"
+        ));
         0
     } else {
-        eprintln!(
+        say(format_args!(
             "arsyncfs: error: the daemon serving {shown} is gone and its mount could not be detached"
-        );
+        ));
         1
     }
+}
+
+/// One line to stderr, ignoring a failed write: the watcher may outlive the terminal it inherited
+/// (with `stty tostop` a write from its own process group fails), and must not panic for that.
+fn say(line: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 /// Whether the mount `id` is still the topmost at `mountpoint`, with nobody serving it.
