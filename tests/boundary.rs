@@ -52,12 +52,11 @@ use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use fs_util::{expect_err, expect_errno, lstat};
 use rustix::fs::{AtFlags, RenameFlags, Timespec, Timestamps};
-use users::{assert_errno, one, run_as, user_a, user_b};
+use users::{assert_errno, one, run_as, setfacl, user_a, user_b};
 
 // ---------------------------------------------------------------------------------------------
 // The outside directory and its snapshot
@@ -728,20 +727,6 @@ fn mounted(args: &[&str]) -> Place {
         backing: m.backing().to_path_buf(),
         _keep: Ok(m),
     }
-}
-
-fn setfacl(args: &[&str], path: &Path) {
-    let out = Command::new("setfacl")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("run setfacl");
-    assert!(
-        out.status.success(),
-        "setfacl {args:?} {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Root's objects, and what user A may not do to them.

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fs_util::{assert_same_attrs, lstat};
-use users::{OTHER_GID, assert_errno, assert_ok, one, run_as, user_a, user_b};
+use users::{OTHER_GID, assert_errno, assert_ok, one, run_as, setfacl, user_a, user_b};
 
 // ---------------------------------------------------------------------------------------------
 // Where a check runs
@@ -179,20 +179,6 @@ fn root_dir(env: &Env, rel: &str, mode: u32) {
 fn root_file(env: &Env, rel: &str, data: &[u8], mode: u32) {
     fs::write(env.v(rel), data).unwrap();
     chmod(&env.v(rel), mode);
-}
-
-fn setfacl(args: &[&str], path: &Path) {
-    let out = Command::new("setfacl")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("run setfacl");
-    assert!(
-        out.status.success(),
-        "setfacl {args:?} {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `getfacl -n` of a path without the header comments (so view and backing compare).

@@ -263,3 +263,18 @@ pub fn assert_ok(r: &str, what: &str) {
 pub fn assert_errno(r: &str, want: &str, what: &str) {
     assert_eq!(r, format!("err {want}"), "{what}");
 }
+
+/// `setfacl ARGS PATH`, as root; panics with its stderr if it fails.
+pub fn setfacl(args: &[&str], path: &std::path::Path) {
+    let out = std::process::Command::new("setfacl")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("run setfacl");
+    assert!(
+        out.status.success(),
+        "setfacl {args:?} {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
