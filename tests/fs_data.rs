@@ -10,6 +10,8 @@ mod rng;
 #[macro_use]
 #[path = "common/fs_util.rs"]
 mod fs_util;
+#[path = "common/mapping.rs"]
+mod mapping;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -17,6 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, symlink};
 
 use fs_util::*;
+use mapping::Mapping;
 use rustix::fs::FallocateFlags;
 
 // Each check also runs under `--cache always` and `--cache never`: what a program does through
@@ -705,72 +708,16 @@ fn open_unlinked(env: &Env) {
     close_checked(old).unwrap();
 }
 
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(f: &File, len: usize, flags: libc::c_int) -> Mapping {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a fresh mapping of `len` bytes of an open file; the kernel picks the address.
-        #[allow(unsafe_code)]
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            ptr,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        Mapping { ptr, len }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, and lives as long as `self`;
-        // this process does not alias it elsewhere.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len)
-        }
-    }
-
-    fn msync(&self) {
-        // SAFETY: syncs exactly the mapping this value owns.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::msync(self.ptr, self.len, libc::MS_SYNC) };
-        assert_eq!(r, 0, "msync: {}", std::io::Error::last_os_error());
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping this value owns; no slice of it outlives `self`.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::munmap(self.ptr, self.len);
-        }
-    }
-}
-
 fn mmap_shared(env: &Env) {
     let len = 256 * KIB as usize;
     let initial = pseudo_random(51, len);
     write_file(env, "m", &initial);
     let f = open_rw(&env.v("m"));
-    let mut map = Mapping::new(&f, len, libc::MAP_SHARED);
+    let mut map = Mapping::new(&f, len).expect("mmap");
     assert_bytes_eq(map.bytes(), &initial, "mapping shows the file");
     let new = pseudo_random(52, len);
     map.bytes().copy_from_slice(&new);
-    map.msync();
+    map.msync().expect("msync");
     // read() through the same descriptor and through a fresh open agree with the mapping.
     assert_bytes_eq(&pread_full(&f, 0, len), &new, "pread after msync");
     assert_bytes_eq(
@@ -805,7 +752,7 @@ fn mmap_shared(env: &Env) {
 
     // A private mapping never changes the file.
     let f = open_rw(&env.v("m"));
-    let mut private = Mapping::new(&f, len, libc::MAP_PRIVATE);
+    let mut private = Mapping::with_flags(&f, len, libc::MAP_PRIVATE).expect("mmap");
     private.bytes()[..7].copy_from_slice(b"private");
     drop(private);
     drop(f);

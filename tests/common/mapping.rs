@@ -1,8 +1,8 @@
-//! A shared writable mapping of a file, for tests that write through mmap.
+//! A writable mapping of a file, for tests that write through mmap.
 
 use std::fs::File;
 
-/// A shared writable mapping of a file, unmapped on drop.
+/// A writable mapping of a file (shared unless asked otherwise), unmapped on drop.
 pub struct Mapping {
     ptr: *mut libc::c_void,
     len: usize,
@@ -10,6 +10,11 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn new(f: &File, len: usize) -> std::io::Result<Mapping> {
+        Self::with_flags(f, len, libc::MAP_SHARED)
+    }
+
+    /// A writable mapping with mmap `flags` (`MAP_SHARED` or `MAP_PRIVATE`).
+    pub fn with_flags(f: &File, len: usize, flags: libc::c_int) -> std::io::Result<Mapping> {
         use std::os::fd::AsRawFd;
         // SAFETY: a fresh shared mapping of `len` bytes of an open file, at an address the kernel
         // picks; nothing else refers to that memory.
@@ -19,7 +24,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                flags,
                 f.as_raw_fd(),
                 0,
             )
